@@ -1,0 +1,107 @@
+"""The fleet: which accounts, reached through which connector, with which tolerances.
+
+One TOML file (the embedded demo by default) plus environment; secrets are references
+(`env:VAR` or `secret:prefect-block-name`), never values in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mt5recon.tolerances import Tolerances
+
+
+class ConnectorConfig(BaseModel):
+    """How to reach one terminal."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["metatrader5", "bridge", "sim"]
+    host: str = "127.0.0.1"
+    port: int = 18812
+    path: str | None = Field(default=None, description="terminal64.exe path (metatrader5 kind)")
+    connect_timeout_secs: float = 5.0
+    call_timeout_secs: float = 10.0
+
+
+class AccountConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    login: int = Field(gt=0)
+    server: str
+    password: str | None = Field(default=None, description="a reference: env:VAR or secret:block-name")
+    connector: ConnectorConfig
+    server_offset_secs: int = Field(default=0, description="broker server clock minus UTC, e.g. 7200 for GMT+2")
+    watch_symbols: tuple[str, ...] = ()
+
+    @field_validator("password")
+    @classmethod
+    def _reference_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("env:", "secret:")):
+            raise ValueError("password must be a reference (env:VAR or secret:block-name), never the secret itself")
+        return value
+
+
+class ExpectedTradesSource(BaseModel):
+    """Where the bot writes what it expects."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["sqlite", "postgres", "parquet", "csv", "sim"]
+    path: str | None = None
+    dsn: str | None = Field(default=None, description="postgres: a reference env:VAR or a DSN without password")
+    table: str = "expected_trades"
+    query: str | None = None
+
+
+class SimulatorConfig(BaseModel):
+    """A simulated fleet that whoever runs the pipeline hosts behind the bridge."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    seed: int = 7
+    accounts: int = 10
+
+
+class FleetConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = "fleet"
+    accounts: tuple[AccountConfig, ...]
+    expected_trades: ExpectedTradesSource
+    tolerances: Tolerances = Tolerances()
+    simulator: SimulatorConfig = SimulatorConfig()
+    deals_lookback_secs: int = Field(default=6 * 3600, gt=0)
+
+
+def resolve_reference(reference: str) -> str:
+    """Turn `env:VAR` / `secret:block` into the secret value, at connect time only."""
+    scheme, _, name = reference.partition(":")
+    if scheme == "env":
+        value = os.environ.get(name)
+        if value is None:
+            raise LookupError(f"environment variable {name} is not set")
+        return value
+    if scheme == "secret":
+        from prefect.blocks.system import Secret  # only when the fleet uses Prefect secrets
+
+        return str(Secret.load(name).get())
+    raise ValueError(f"unknown secret reference scheme {scheme!r}")
+
+
+def demo_fleet_path() -> Path:
+    return Path(str(resources.files("mt5recon").joinpath("demo_fleet.toml")))
+
+
+def load_fleet(path: Path | None = None) -> FleetConfig:
+    """Read a fleet file; relative paths inside it are resolved by the caller against the home folder."""
+    source = path or demo_fleet_path()
+    with open(source, "rb") as handle:
+        return FleetConfig.model_validate(tomllib.load(handle))

@@ -1,0 +1,133 @@
+"""One reconciliation pass over validated frames: match, classify, count. Pure and vectorized."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import polars as pl
+
+from mt5recon.recon import classify, matching, netting
+from mt5recon.recon import divergences as dv
+from mt5recon.recon.causes import missing_causes, reason_text
+from mt5recon.recon.inputs import NETTING_MODES, WorkingFrames, working_frames
+from mt5recon.recon.instruments import normalized_symbol
+from mt5recon.store import tables
+from mt5recon.tolerances import Tolerances
+
+MATCH_SCHEMA = pl.Schema({k: v for k, v in tables.MATCHES.items() if k != "cycle_id"})
+
+
+@dataclass(frozen=True)
+class ReconResult:
+    matches: pl.DataFrame
+    divergences: pl.DataFrame
+    # login, positions, expected_open, matched, divergences (reconcilable accounts only)
+    account_stats: pl.DataFrame
+
+
+def _hedging(expected: pl.DataFrame, positions: pl.DataFrame, deals: pl.DataFrame, deals_ok: pl.DataFrame,
+             expected_all: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    pairs = matching.match_hedging(expected, positions)
+    side_by_side = classify.paired(expected, positions, pairs)
+    matches = side_by_side.select(
+        "login",
+        "trade_id",
+        "ticket",
+        "identifier",
+        pl.col("symbol_pos").alias("symbol"),
+        "stage",
+        ((pl.col("price_open") - pl.col("price")).abs() / pl.col("pip")).alias("price_diff_pips"),
+        (pl.col("volume_pos") / pl.col("volume")).alias("volume_ratio"),
+    )
+    leftover_positions = positions.join(pairs.select("login", "ticket"), on=["login", "ticket"], how="anti")
+    leftover_expected = expected.join(pairs.select("login", "trade_id"), on=["login", "trade_id"], how="anti").filter(
+        (pl.col("fetched_at") - pl.col("opened_at")).dt.total_milliseconds() / 1000.0 > pl.col("grace_secs")
+    )
+    missing = missing_causes(leftover_expected, deals, deals_ok)
+    found = [
+        classify.matched_divergences(side_by_side),
+        classify.unknown_positions(leftover_positions, expected_all),
+        dv.rows(missing, kind=dv.MISSING_POSITION, identity=pl.col("trade_id"), expected=pl.col("volume"), cause=pl.col("cause")),
+    ]
+    return matches.cast(dict(MATCH_SCHEMA)), pl.concat(found, how="vertical")  # type: ignore[arg-type]
+
+
+def _netting_missing(missing: pl.DataFrame, deals: pl.DataFrame, deals_ok: pl.DataFrame) -> pl.DataFrame:
+    """A netting symbol the bot holds but the broker does not: cause from the latest exit deal on it."""
+    last_exit = (
+        deals.filter(pl.col("type").is_in([0, 1]) & pl.col("entry").is_in([1, 3]))
+        .sort("time_msc")
+        .group_by("login", "symbol")
+        .agg(pl.col("reason").last().alias("exit_reason"), pl.col("magic").last().alias("exit_magic"),
+             pl.col("position_id").last().alias("identifier"))
+    )
+    # netting trades carry the bot's symbol; deals carry the broker's: join on the instrument
+    exits = last_exit.with_columns(normalized_symbol(pl.col("symbol")).alias("norm_symbol")).drop("symbol")
+    frame = missing.join(exits, on=["login", "norm_symbol"], how="left").join(deals_ok, on="login", how="left")
+    cause = (
+        pl.when(~pl.col("deals_ok").fill_null(False))
+        .then(pl.lit("unknown_deals_unavailable"))
+        .when(pl.col("exit_reason").is_not_null())
+        .then(reason_text(pl.col("magic")))
+        .otherwise(pl.lit("never_filled"))
+    )
+    return dv.rows(
+        frame.with_columns(pl.col("norm_symbol").alias("symbol")),
+        kind=dv.MISSING_POSITION,
+        identity=pl.concat_str([pl.lit("sym"), pl.col("norm_symbol")]),
+        expected=pl.col("net_expected"),
+        cause=cause,
+    )
+
+
+def reconcile(
+    *,
+    accounts: pl.DataFrame,
+    positions: pl.DataFrame,
+    deals: pl.DataFrame,
+    symbols: pl.DataFrame,
+    expected_trades: pl.DataFrame,
+    tolerances: Tolerances,
+    symbol_map: Mapping[str, str] | None = None,
+) -> ReconResult:
+    """Match and classify every reconcilable account (a failed snapshot is never read as flat)."""
+    work = working_frames(
+        accounts=accounts,
+        positions=positions,
+        deals=deals,
+        symbols=symbols,
+        expected_trades=expected_trades,
+        tolerances=tolerances,
+        symbol_map=symbol_map,
+    )
+    deals_ok = work.reconcilable.select("login", "deals_ok")
+    is_netting = pl.col("margin_mode").is_in(NETTING_MODES)
+    hedge_matches, hedge_div = _hedging(
+        work.expected.filter(~is_netting),
+        work.positions.filter(~is_netting),
+        work.deals,
+        deals_ok,
+        expected_trades,
+    )
+    net_matches, net_div, one_sided = netting.reconcile_netting(
+        work.expected.filter(is_netting), work.positions.filter(is_netting)
+    )
+    net_missing, net_unknown = netting.one_sided_divergences(one_sided)
+    matches = pl.concat([hedge_matches, net_matches.cast(dict(MATCH_SCHEMA))], how="vertical")  # type: ignore[arg-type]
+    found = pl.concat([hedge_div, net_div, net_unknown, _netting_missing(net_missing, work.deals, deals_ok)], how="vertical")
+    found = found.sort("login", "kind", "break_id")
+    return ReconResult(matches=matches.sort("login", "trade_id"), divergences=found, account_stats=_stats(work, matches, found))
+
+
+def _stats(work: WorkingFrames, matches: pl.DataFrame, found: pl.DataFrame) -> pl.DataFrame:
+    base = work.reconcilable.select("login")
+    counts = [
+        work.positions.group_by("login").len("positions"),
+        work.expected.group_by("login").len("expected_open"),
+        matches.group_by("login").len("matched"),
+        found.group_by("login").len("divergences"),
+    ]
+    for frame in counts:
+        base = base.join(frame, on="login", how="left")
+    return base.fill_null(0).with_columns(pl.exclude("login").cast(pl.Int64))

@@ -1,0 +1,94 @@
+"""Shape validated frames into the engine's working frames: open expected trades and positions,
+each with its instrument, pip size and tolerances, only for accounts whose snapshot succeeded."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import polars as pl
+
+from mt5recon.recon.instruments import normalized_symbol, pip_size
+from mt5recon.tolerances import Tolerances
+
+NETTING_MODES = [0, 1]  # ACCOUNT_MARGIN_MODE_RETAIL_NETTING, ACCOUNT_MARGIN_MODE_EXCHANGE
+
+
+@dataclass(frozen=True)
+class WorkingFrames:
+    expected: pl.DataFrame
+    positions: pl.DataFrame
+    deals: pl.DataFrame
+    reconcilable: pl.DataFrame  # login, fetched_at, margin_mode, currency, deals_ok
+
+
+def reconcilable_accounts(accounts: pl.DataFrame) -> pl.DataFrame:
+    """Accounts whose account and position calls succeeded: only these can show missing/unknown."""
+    return accounts.filter(pl.col("account_ok") & pl.col("positions_ok")).select(
+        "login", "fetched_at", "margin_mode", "currency", "deals_ok"
+    )
+
+
+def _instrument_specs(symbols: pl.DataFrame, symbol_map: Mapping[str, str]) -> pl.DataFrame:
+    return (
+        symbols.with_columns(normalized_symbol(pl.col("name"), symbol_map).alias("norm_symbol"))
+        .sort("login", "name")
+        .group_by("login", "norm_symbol", maintain_order=True)
+        .first()
+        .select(
+            "login",
+            "norm_symbol",
+            pip_size(pl.col("digits"), pl.col("point")).alias("pip"),
+            pl.col("trade_contract_size").alias("contract_size"),
+            "currency_profit",
+        )
+    )
+
+
+def _with_tolerances(frame: pl.DataFrame, tolerances: Tolerances) -> pl.DataFrame:
+    table = tolerances.frame(frame["norm_symbol"].unique().drop_nulls().to_list())
+    return frame.join(table, on="norm_symbol", how="left")
+
+
+def working_frames(
+    *,
+    accounts: pl.DataFrame,
+    positions: pl.DataFrame,
+    deals: pl.DataFrame,
+    symbols: pl.DataFrame,
+    expected_trades: pl.DataFrame,
+    tolerances: Tolerances,
+    symbol_map: Mapping[str, str] | None = None,
+) -> WorkingFrames:
+    symbol_map = symbol_map or {}
+    ok = reconcilable_accounts(accounts)
+    specs = _instrument_specs(symbols, symbol_map)
+    expected = (
+        expected_trades.join(ok, on="login", how="inner")
+        .filter(
+            (pl.col("opened_at") <= pl.col("fetched_at"))
+            & (pl.col("closed_at").is_null() | (pl.col("closed_at") > pl.col("fetched_at")))
+        )
+        .with_columns(
+            normalized_symbol(pl.col("symbol"), symbol_map).alias("norm_symbol"),
+            pl.when(pl.col("side") == "buy").then(0).otherwise(1).cast(pl.Int32).alias("dir"),
+            pl.col("sl").fill_null(0.0),
+            pl.col("tp").fill_null(0.0),
+        )
+        .join(specs, on=["login", "norm_symbol"], how="left")
+    )
+    open_positions = (
+        positions.drop("fetched_at")
+        .join(ok, on="login", how="inner")
+        .with_columns(
+            normalized_symbol(pl.col("symbol"), symbol_map).alias("norm_symbol"),
+            pl.col("type").alias("dir"),
+        )
+        .join(specs, on=["login", "norm_symbol"], how="left")
+    )
+    return WorkingFrames(
+        expected=_with_tolerances(expected, tolerances),
+        positions=_with_tolerances(open_positions, tolerances),
+        deals=deals.join(ok.select("login"), on="login", how="semi"),
+        reconcilable=ok,
+    )

@@ -1,0 +1,28 @@
+"""Runtime settings: one class, one env prefix (MT5RECON_), read when asked, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where things live and how the local stack runs; the fleet itself is in the fleet file."""
+
+    model_config = SettingsConfigDict(env_prefix="MT5RECON_", extra="ignore")
+
+    home: Path = Field(default=Path(".mt5recon"), description="data folder: store, Prefect server, bot db")
+    fleet: Path | None = Field(default=None, description="fleet config (TOML); None = the embedded demo fleet")
+    store_catalog: str | None = Field(
+        default=None, description="DuckLake catalog: a SQLite file path or 'postgres:...' (default under home)"
+    )
+    store_data_path: str | None = Field(default=None, description="DuckLake data path (default under home)")
+    prefect_host: str = "127.0.0.1"
+    prefect_port: int = 4200
+    interval_secs: float = Field(default=10.0, gt=0)
+    fetch_concurrency: int = Field(default=16, ge=1)
+
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()

@@ -1,0 +1,435 @@
+"""The analysts' store: a DuckLake that the pipeline appends to while analysts query it.
+
+One plain DuckDB file allows a writer OR readers across processes, never both. A DuckLake
+(Parquet files + a SQLite or Postgres catalog) allows one writer and any number of read-only
+processes at once; with a Postgres catalog several writers may commit too (scale-out).
+
+Every cycle is committed in ONE DuckLake transaction (one snapshot) together with its ledger
+row, so a crash leaves either the whole cycle or nothing, and a retried cycle is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import duckdb
+import polars as pl
+
+from mt5recon.store import extensions, migrations
+from mt5recon.store.sqltext import identifier, literal, plain_identifier
+from mt5recon.store.tables import CYCLE_ID, STORE_TABLES
+
+_log = logging.getLogger(__name__)
+
+_POSTGRES_PREFIX = "postgres:"
+_SQLITE_PREFIX = "sqlite:"
+_CYCLE_ID_COLUMN = next(iter(CYCLE_ID))
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the lake lives.
+
+    `catalog` is a SQLite file path (one machine: one writer + readers) or a Postgres DSN
+    in DuckLake's form, `postgres:dbname=... host=...` (scale-out: several writers).
+    `data_path` holds the Parquet files; it is pinned in the catalog when the lake is created.
+    `extension_dir` is where the packaged DuckDB extensions are installed (not the home folder).
+    `inline_row_limit`: inserts below this many rows go into the catalog instead of a Parquet
+    file (None keeps DuckLake's default, 10 rows in DuckLake 1.0; 0 turns inlining off).
+    """
+
+    catalog: str
+    data_path: str
+    extension_dir: str
+    alias: str = "recon"
+    metadata_schema: str | None = None
+    inline_row_limit: int | None = None
+    busy_timeout_ms: int = 5000
+
+    def __post_init__(self) -> None:
+        plain_identifier(self.alias)
+        if self.inline_row_limit is not None and self.inline_row_limit < 0:
+            raise ValueError("inline_row_limit must be >= 0")
+        if self.busy_timeout_ms < 0:
+            raise ValueError("busy_timeout_ms must be >= 0")
+        if self.is_postgres and not self.catalog[len(_POSTGRES_PREFIX) :].strip():
+            raise ValueError("a Postgres catalog needs a DSN after 'postgres:'")
+
+    @classmethod
+    def under(
+        cls,
+        home: str | os.PathLike[str],
+        *,
+        catalog: str | None = None,
+        data_path: str | None = None,
+        **options: object,
+    ) -> StoreConfig:
+        """The default layout: `<home>/store/catalog.sqlite`, `<home>/store/data/`, `<home>/store/extensions`."""
+        root = Path(home).expanduser().resolve() / "store"
+        return cls(
+            catalog=catalog if catalog is not None else str(root / "catalog.sqlite"),
+            data_path=data_path if data_path is not None else str(root / "data") + os.sep,
+            extension_dir=str(root / "extensions"),
+            **options,  # type: ignore[arg-type]
+        )
+
+    @property
+    def is_postgres(self) -> bool:
+        """True for the scale-out catalog."""
+        return self.catalog.startswith(_POSTGRES_PREFIX)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite catalog file, or None for Postgres."""
+        if self.is_postgres:
+            return None
+        return Path(self.catalog.removeprefix(_SQLITE_PREFIX))
+
+    @property
+    def attach_target(self) -> str:
+        """The string after ATTACH: `ducklake:sqlite:<file>` or `ducklake:postgres:<dsn>`."""
+        if self.is_postgres:
+            return "ducklake:" + self.catalog
+        return "ducklake:sqlite:" + str(self.sqlite_path)
+
+    @property
+    def needed_extensions(self) -> list[str]:
+        """DuckLake plus the catalog database's scanner."""
+        return ["ducklake", "postgres" if self.is_postgres else "sqlite"]
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What `commit_cycle` did: `duplicate` means the ledger already had the cycle and nothing was written."""
+
+    cycle_id: str
+    duplicate: bool
+    row_counts: dict[str, int]
+    snapshot_id: int | None
+    seconds: float
+
+
+def _attach_options(config: StoreConfig, *, read_only: bool) -> str:
+    """The ATTACH option list; values are escaped literals or validated integers."""
+    options: list[str] = []
+    if read_only:
+        options.append("READ_ONLY")
+    else:
+        options.append(f"DATA_PATH {literal(config.data_path)}")
+        if config.inline_row_limit is not None:
+            options.append(f"DATA_INLINING_ROW_LIMIT {int(config.inline_row_limit)}")
+    if config.metadata_schema is not None:
+        options.append(f"METADATA_SCHEMA {literal(config.metadata_schema)}")
+    if not config.is_postgres:
+        if not read_only:
+            # WAL lets readers in other processes read while the writer commits
+            options.append("META_JOURNAL_MODE 'WAL'")
+        options.append(f"META_BUSY_TIMEOUT {int(config.busy_timeout_ms)}")
+    return ", ".join(options)
+
+
+def attach_sql(config: StoreConfig, *, read_only: bool) -> str:
+    """The ATTACH statement for this lake."""
+    alias = plain_identifier(config.alias)
+    return f"ATTACH {literal(config.attach_target)} AS {alias} ({_attach_options(config, read_only=read_only)})"
+
+
+def _connect(config: StoreConfig, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB with the lake attached, selected, and UTC as the session zone."""
+    con = extensions.connect(Path(config.extension_dir))
+    try:
+        extensions.load(con, config.needed_extensions)
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(attach_sql(config, read_only=read_only))
+        con.execute(f"USE {plain_identifier(config.alias)}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _prepare_local_folders(config: StoreConfig) -> None:
+    """Create the SQLite catalog's folder and a local data path (DuckLake does not)."""
+    sqlite_path = config.sqlite_path
+    if sqlite_path is not None:
+        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    if "://" not in config.data_path:
+        Path(config.data_path).mkdir(parents=True, exist_ok=True)
+
+
+def open_reader(config: StoreConfig) -> duckdb.DuckDBPyConnection:
+    """A read-only connection for analysts; `SELECT * FROM cycles` works as is.
+
+    Each query outside an explicit transaction sees the latest committed cycle; inside
+    BEGIN ... COMMIT the reader stays on the snapshot it started with.
+    """
+    return _connect(config, read_only=True)
+
+
+def analyst_attach_sql(config: StoreConfig) -> str:
+    """What an analyst pastes into the DuckDB CLI to attach the store read-only.
+
+    The extensions are the ones the writer installed under the store's extension folder, so
+    the CLI needs no internet; a CLI of another DuckDB version must INSTALL its own instead.
+    """
+    loads = "\n".join(f"LOAD {name};" for name in config.needed_extensions)
+    return (
+        f"-- DuckDB {duckdb.__version__}: read-only attach of the mt5-recon store\n"
+        f"SET extension_directory = {literal(config.extension_dir)};\n"
+        f"{loads}\n"
+        f"{attach_sql(config, read_only=True)};\n"
+        f"USE {plain_identifier(config.alias)};\n"
+    )
+
+
+def _mismatch_message(table: str, frame: pl.DataFrame) -> str | None:
+    """Why `frame` cannot go into `table` column-wise, or None when its columns are exactly right."""
+    declared = STORE_TABLES[table]
+    missing = [c for c in declared if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in declared]
+    if not missing and not extra:
+        return None
+    return f"frame for table {table!r}: missing columns {missing}, unexpected columns {extra}"
+
+
+def _conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame's columns in the table's order and dtypes; a lossy or impossible cast is an error."""
+    declared = STORE_TABLES[table]
+    exprs = [
+        pl.col(name) if frame.schema[name] == dtype else pl.col(name).cast(dtype, strict=True)
+        for name, dtype in declared.items()
+    ]
+    try:
+        return frame.select(exprs)
+    except pl.exceptions.PolarsError as exc:
+        raise ValueError(f"frame for table {table!r} does not fit its declared dtypes: {exc}") from exc
+
+
+def prepare_frames(cycle_id: str, frames: Mapping[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Check every frame before anything is written, so a bad frame writes nothing."""
+    if not isinstance(cycle_id, str) or not cycle_id:
+        raise ValueError("cycle_id must be a non-empty string")
+    unknown = sorted(set(frames) - set(STORE_TABLES))
+    if unknown:
+        raise ValueError(f"no store table named {unknown}; tables are {sorted(STORE_TABLES)}")
+    problems = [m for t, f in frames.items() if (m := _mismatch_message(t, f)) is not None]
+    if problems:
+        raise ValueError("; ".join(problems))
+    prepared = {table: _conform(table, frame) for table, frame in frames.items()}
+    for table, frame in prepared.items():
+        stray = frame.filter(pl.col(_CYCLE_ID_COLUMN).ne_missing(cycle_id)).height
+        if stray:
+            raise ValueError(f"frame for table {table!r} has {stray} rows whose cycle_id is not {cycle_id!r}")
+    return prepared
+
+
+@dataclass
+class Store:
+    """A read-write connection to the lake: migrate it, commit cycles atomically and idempotently."""
+
+    config: StoreConfig
+    connection: duckdb.DuckDBPyConnection
+    _closed: bool = field(default=False, repr=False)
+
+    @classmethod
+    def open(cls, config: StoreConfig, *, migrate: bool = True) -> Store:
+        """Attach read-write (creating the lake if new) and, by default, bring its schema up to date."""
+        _prepare_local_folders(config)
+        store = cls(config, _connect(config, read_only=False))
+        if migrate:
+            try:
+                store.migrate()
+            except BaseException:
+                store.close()
+                raise
+        return store
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Detach; an open transaction is rolled back by DuckDB."""
+        if not self._closed:
+            self._closed = True
+            self.connection.close()
+
+    # ---- schema -------------------------------------------------------------------------
+
+    def _table(self, name: str) -> str:
+        """`"alias"."name"` for a table of our own registry."""
+        return f"{identifier(self.config.alias)}.{identifier(name)}"
+
+    def _table_exists(self, name: str) -> bool:
+        """Whether the lake has table `name` in its main schema."""
+        row = self.connection.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name = ?",
+            [self.config.alias, name],
+        ).fetchone()
+        return row is not None and row[0] > 0
+
+    def schema_version(self) -> int:
+        """The highest applied migration, 0 for a new lake."""
+        if not self._table_exists(migrations.SCHEMA_VERSION):
+            return 0
+        row = self.connection.execute(
+            f"SELECT coalesce(max(version), 0) FROM {self._table(migrations.SCHEMA_VERSION)}"
+        ).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def migrate(self) -> int:
+        """Apply the migrations this lake lacks, each in its own transaction; a no-op when current."""
+        for migration in migrations.MIGRATIONS:
+            if migration.version > self.schema_version():
+                self._apply(migration)
+        self._check_columns()
+        return self.schema_version()
+
+    def _apply(self, migration: migrations.Migration) -> None:
+        """Run one migration and record it in the same transaction."""
+        con = self.connection
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for statement in migration.statements(self.config.alias):
+                con.execute(statement)
+            con.execute(
+                f"INSERT INTO {self._table(migrations.SCHEMA_VERSION)} VALUES (?, ?, now())",
+                [migration.version, migration.description],
+            )
+            con.execute("COMMIT")
+        except duckdb.TransactionException:
+            self._rollback_quietly()
+            # another writer may have applied it at the same moment (Postgres catalog)
+            if self.schema_version() < migration.version:
+                raise
+        except BaseException:
+            self._rollback_quietly()
+            raise
+        _log.info("store migrated to version %d: %s", migration.version, migration.description)
+
+    def _check_columns(self) -> None:
+        """Fail loudly when STORE_TABLES declares a column the lake lacks (a migration is missing)."""
+        rows = self.connection.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main'",
+            [self.config.alias],
+        ).fetchall()
+        present: dict[str, set[str]] = {}
+        for table, column in rows:
+            present.setdefault(table, set()).add(column)
+        gaps = {
+            table: missing
+            for table, schema in STORE_TABLES.items()
+            if (missing := [c for c in schema if c not in present.get(table, set())])
+        }
+        if gaps:
+            raise RuntimeError(
+                f"the store lacks columns that STORE_TABLES declares: {gaps}; "
+                "add a migration (ALTER TABLE ... ADD COLUMN IF NOT EXISTS) in mt5recon/store/migrations.py"
+            )
+
+    # ---- cycles -------------------------------------------------------------------------
+
+    def _ledger_counts(self, cycle_id: str) -> dict[str, int] | None:
+        """The row counts recorded for `cycle_id`, or None when the ledger does not have it."""
+        row = self.connection.execute(
+            f"SELECT row_counts FROM {self._table(migrations.LEDGER)} WHERE cycle_id = ? LIMIT 1",
+            [cycle_id],
+        ).fetchone()
+        if row is None:
+            return None
+        counts: dict[str, int] = json.loads(row[0])
+        return counts
+
+    def has_cycle(self, cycle_id: str) -> bool:
+        """Whether the ledger records `cycle_id` as committed."""
+        return self._ledger_counts(cycle_id) is not None
+
+    def commit_cycle(self, cycle_id: str, frames: Mapping[str, pl.DataFrame]) -> CommitResult:
+        """Write every frame and the ledger row in one transaction; a cycle already in the ledger writes nothing.
+
+        Sequential retries and replays are safe. Two writers committing the SAME cycle_id at the
+        same instant (Postgres catalog) are not arbitrated: DuckLake does not conflict appends.
+        """
+        prepared = prepare_frames(cycle_id, frames)
+        counts = {table: frame.height for table, frame in prepared.items()}
+        started = time.perf_counter()
+        con = self.connection
+        con.execute("BEGIN TRANSACTION")
+        try:
+            recorded = self._ledger_counts(cycle_id)
+            if recorded is not None:
+                con.execute("ROLLBACK")
+                return CommitResult(cycle_id, True, recorded, None, time.perf_counter() - started)
+            _log.debug("cycle %s: transaction begun", cycle_id, extra={"store_phase": "begun"})
+            for table, frame in prepared.items():
+                self._insert(table, frame)
+            con.execute(
+                f"INSERT INTO {self._table(migrations.LEDGER)} VALUES (?, now(), ?)",
+                [cycle_id, json.dumps(counts, sort_keys=True)],
+            )
+            _log.debug("cycle %s: committing", cycle_id, extra={"store_phase": "committing"})
+            con.execute("COMMIT")
+        except BaseException:
+            self._rollback_quietly()
+            raise
+        snapshot = self._last_snapshot()
+        seconds = time.perf_counter() - started
+        _log.debug("cycle %s: committed", cycle_id, extra={"store_phase": "committed"})
+        return CommitResult(cycle_id, False, counts, snapshot, seconds)
+
+    def _insert(self, table: str, frame: pl.DataFrame) -> None:
+        """Append a conformed frame through DuckDB's Arrow scan, columns named in the table's order."""
+        if frame.height == 0:
+            return
+        view = f"_mt5recon_frame_{table}"
+        columns = ", ".join(identifier(c) for c in frame.columns)
+        self.connection.register(view, frame)
+        try:
+            self.connection.execute(
+                f"INSERT INTO {self._table(table)} ({columns}) SELECT {columns} FROM {identifier(view)}"
+            )
+        finally:
+            self.connection.unregister(view)
+        _log.debug(
+            "inserted %d rows into %s", frame.height, table, extra={"store_phase": "inserted", "store_table": table}
+        )
+
+    def _last_snapshot(self) -> int | None:
+        """The snapshot this connection committed last (for time travel: `AT (VERSION => id)`)."""
+        row = self.connection.execute(
+            "SELECT id FROM ducklake_last_committed_snapshot(?)", [self.config.alias]
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _rollback_quietly(self) -> None:
+        """Roll back if a transaction is still open (a failed COMMIT has already ended it)."""
+        try:
+            self.connection.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+
+    # ---- maintenance --------------------------------------------------------------------
+
+    def compact(self) -> None:
+        """Fold inlined rows into Parquet and merge the many small per-cycle files.
+
+        Run it from the writer between cycles (e.g. hourly). Replaced files stay on disk, and
+        time travel to them keeps working, until `ducklake_expire_snapshots` and
+        `ducklake_cleanup_old_files` are run.
+        """
+        self.connection.execute("SELECT * FROM ducklake_flush_inlined_data(?)", [self.config.alias]).fetchall()
+        self.connection.execute("SELECT * FROM ducklake_merge_adjacent_files(?)", [self.config.alias]).fetchall()

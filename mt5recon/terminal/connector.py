@@ -1,0 +1,151 @@
+"""Adapter from any object with the MetaTrader5 API to typed Polars frames.
+
+Works the same for the real `MetaTrader5` module, the RPyC bridge and the simulator: it only
+calls the package's functions and reads named-tuple fields by name. MT5 times are seconds or
+milliseconds since epoch in the broker server's clock; `server_offset_secs` turns them into UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from mt5recon import frames
+from mt5recon.snapshot import Snapshot
+from mt5recon.terminal.api import MT5Api
+
+# frame name -> the record fields it carries (everything except the snapshot keys)
+_RECORD_COLUMNS = {name: [c for c in schema if c not in ("login", "fetched_at")] for name, schema in frames.SNAPSHOT_FRAMES.items()}
+_ACCOUNT_FLAGS = ("account_ok", "positions_ok", "orders_ok", "deals_ok")
+# columns the frame adds to the record's own fields (ticks carry their symbol)
+_ADDED_COLUMNS = {*_ACCOUNT_FLAGS, "symbol@ticks"}
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """What to fetch for one account in one cycle."""
+
+    login: int
+    fetched_at: datetime
+    deals_from: datetime
+    server_offset_secs: int = 0
+    extra_symbols: tuple[str, ...] = ()
+
+
+def _time_expr(column: str, offset_secs: int) -> pl.Expr:
+    """Server-clock epoch (s or ms) -> UTC datetime; 0 means 'not set' in MT5."""
+    scale = 1 if column in frames.TIME_FIELDS_MSC else 1000
+    raw = pl.col(column).cast(pl.Int64, strict=False)
+    utc_ms = raw * scale - offset_secs * 1000
+    return pl.when(raw > 0).then(pl.from_epoch(utc_ms, time_unit="ms")).dt.replace_time_zone("UTC").alias(column)
+
+
+def records_to_frame(
+    name: str, records: Iterable[Any], *, login: int, fetched_at: datetime, server_offset_secs: int = 0
+) -> pl.DataFrame:
+    """Named tuples -> a frame with the declared dtypes; values are kept as sent (validation judges them)."""
+    schema = frames.SNAPSHOT_FRAMES[name]
+    columns = [c for c in _RECORD_COLUMNS[name] if c not in _ADDED_COLUMNS and f"{c}@{name}" not in _ADDED_COLUMNS]
+    rows = [tuple(getattr(r, c) for c in columns) for r in records]
+    raw = pl.DataFrame(rows, schema=columns, orient="row", strict=False, infer_schema_length=None)
+    times = frames.TIME_FIELDS_SECS | frames.TIME_FIELDS_MSC
+    converted = raw.with_columns(
+        [_time_expr(c, server_offset_secs) for c in columns if c in times]
+        + [pl.col(c).cast(schema[c], strict=False) for c in columns if c not in times]
+    )
+    keyed = converted.with_columns(
+        pl.lit(login, dtype=pl.Int64).alias("login"), pl.lit(fetched_at).cast(frames.UTC_US).alias("fetched_at")
+    )
+    for flag in _ACCOUNT_FLAGS:
+        if flag in schema:
+            keyed = keyed.with_columns(pl.lit(True).alias(flag))
+    return keyed.select([(pl.col(c) if c in keyed.columns else pl.lit(None)).cast(dtype).alias(c) for c, dtype in schema.items()])
+
+
+def _error_text(api: MT5Api, call: str) -> str:
+    code, message = api.last_error()
+    return f"{call}: {code} {message}"
+
+
+def fetch_account(api: MT5Api, request: FetchRequest) -> Snapshot:
+    """One account's snapshot. A call that returns None marks its frame failed, never empty."""
+    keys: dict[str, Any] = {
+        "login": request.login,
+        "fetched_at": request.fetched_at,
+        "server_offset_secs": request.server_offset_secs,
+    }
+    errors: list[str] = []
+
+    def call(label: str, result: Any) -> Any:
+        if result is None:
+            errors.append(_error_text(api, label))
+        return result
+
+    account = call("account_info", api.account_info())
+    positions = call("positions_get", api.positions_get()) if account is not None else None
+    orders = call("orders_get", api.orders_get()) if account is not None else None
+    offset = request.server_offset_secs
+    deals = (
+        call(
+            "history_deals_get",
+            api.history_deals_get(
+                int(request.deals_from.timestamp()) + offset, int(request.fetched_at.timestamp()) + offset + 60
+            ),
+        )
+        if account is not None
+        else None
+    )
+    symbols = _symbols_of(positions or (), orders or (), request.extra_symbols)
+    specs = [s for s in (api.symbol_info(name) for name in symbols) if s is not None] if account else []
+    ticks = [(name, t) for name, t in ((n, api.symbol_info_tick(n)) for n in symbols) if t is not None] if account else []
+
+    accounts = _account_frame(account, positions, orders, deals, keys)
+    tick_frame = records_to_frame("ticks", [t for _, t in ticks], **keys).with_columns(
+        pl.Series("symbol", [n for n, _ in ticks], dtype=pl.String)
+    )
+    return Snapshot(
+        accounts=accounts,
+        positions=records_to_frame("positions", positions or (), **keys),
+        orders=records_to_frame("orders", orders or (), **keys),
+        deals=records_to_frame("deals", deals or (), **keys),
+        ticks=tick_frame,
+        symbols=records_to_frame("symbols", specs, **keys),
+        errors={request.login: "; ".join(errors)} if errors else {},
+    )
+
+
+def _symbols_of(positions: Sequence[Any], orders: Sequence[Any], extra: Iterable[str]) -> list[str]:
+    """Every symbol the cycle needs a spec and a quote for, in a stable order."""
+    return sorted({p.symbol for p in positions} | {o.symbol for o in orders} | set(extra))
+
+
+def _account_frame(account: Any, positions: Any, orders: Any, deals: Any, keys: dict[str, Any]) -> pl.DataFrame:
+    frame = (
+        records_to_frame("accounts", [account], **keys)
+        if account is not None
+        else pl.DataFrame({"login": [keys["login"]]}, schema={"login": pl.Int64}).with_columns(
+            pl.lit(keys["fetched_at"]).cast(frames.UTC_US).alias("fetched_at")
+        )
+    )
+    flags = {
+        "account_ok": account is not None,
+        "positions_ok": positions is not None,
+        "orders_ok": orders is not None,
+        "deals_ok": deals is not None,
+    }
+    frame = frame.with_columns([pl.lit(v).alias(k) for k, v in flags.items()])
+    return frame.select([(pl.col(c) if c in frame.columns else pl.lit(None)).cast(d).alias(c) for c, d in frames.ACCOUNTS.items()])
+
+
+def failed_account(request: FetchRequest, error: str) -> Snapshot:
+    """The snapshot of an account whose terminal could not even be reached."""
+    frame = pl.DataFrame({"login": [request.login]}, schema={"login": pl.Int64}).with_columns(
+        pl.lit(request.fetched_at).cast(frames.UTC_US).alias("fetched_at"),
+        *[pl.lit(False).alias(f) for f in _ACCOUNT_FLAGS],
+    )
+    accounts = frame.select([(pl.col(c) if c in frame.columns else pl.lit(None)).cast(d).alias(c) for c, d in frames.ACCOUNTS.items()])
+    return Snapshot(accounts=accounts, errors={request.login: error})

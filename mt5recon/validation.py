@@ -1,0 +1,152 @@
+"""Validate frames against their Pandera models and quarantine, never drop, what fails.
+
+Every input row ends up either in the valid frame or in the quarantine frame with the
+failed checks and its raw values: rows in = rows valid + rows quarantined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+from pandera.errors import SchemaError, SchemaErrors
+
+from mt5recon import frames
+from schemas import MODELS
+
+QUARANTINE_COLUMNS = pl.Schema(
+    {
+        "frame": pl.String(),
+        "login": pl.Int64(),
+        "row_index": pl.Int64(),
+        "reason": pl.String(),
+        "raw": pl.String(),
+        "quarantined_at": frames.UTC_US,
+    }
+)
+_ROW = "__row"
+
+
+@dataclass(frozen=True)
+class Validated:
+    valid: pl.DataFrame
+    quarantined: pl.DataFrame
+
+
+def empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema=QUARANTINE_COLUMNS)
+
+
+def _cast_expr(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+    """Cast one column to its declared dtype; text timestamps are parsed, naive ones taken as UTC."""
+    expr = pl.col(column)
+    if isinstance(target, pl.Datetime):
+        if source == pl.String:
+            expr = expr.str.to_datetime(strict=False, time_zone="UTC")
+        elif isinstance(source, pl.Datetime) and source.time_zone is None:
+            expr = expr.dt.replace_time_zone("UTC")
+        elif isinstance(source, pl.Datetime):
+            expr = expr.dt.convert_time_zone("UTC")
+        elif source == pl.Date:
+            expr = expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    elif source == pl.String and target == pl.Boolean:
+        expr = expr.str.to_lowercase().replace_strict({"true": True, "false": False, "1": True, "0": False}, default=None)
+    return expr.cast(target, strict=False).alias(column)
+
+
+def _conform(name: str, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cast to the frame's dtypes; a value that does not cast quarantines its row (returned as reasons)."""
+    schema = frames.ALL_FRAMES[name]
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        reason = f"missing column(s): {', '.join(missing)}"
+        return df.clear().select(_ROW), df.select(_ROW, pl.lit(reason).alias("reason"))
+    cast = df.with_columns([_cast_expr(c, df.schema[c], dtype) for c, dtype in schema.items()])
+    bad = [
+        pl.when(df[c].is_not_null() & cast[c].is_null()).then(
+            pl.format(f"{c}: cannot read '{{}}' as {dtype}", pl.Series(c, df[c]).cast(pl.String, strict=False))
+        )
+        for c, dtype in schema.items()
+        if df.schema[c] != dtype
+    ]
+    if not bad:
+        return cast, df.clear().select(_ROW, pl.lit("").alias("reason"))
+    reasons = df.select(_ROW, pl.concat_str(bad, separator="; ", ignore_nulls=True).alias("reason"))
+    failed = reasons.filter(pl.col("reason").is_not_null() & (pl.col("reason") != ""))
+    return cast.filter(~pl.col(_ROW).is_in(failed[_ROW].implode())), failed
+
+
+def _pandera_failures(name: str, df: pl.DataFrame) -> pl.DataFrame:
+    """Row index -> 'column: check (value)' reasons from a lazy (collect-all) validation."""
+    try:
+        MODELS[name].validate(df.drop(_ROW), lazy=True)
+    except SchemaErrors as errors:
+        cases = errors.failure_cases
+    except SchemaError as error:  # a non-lazy path still yields a failure-case frame
+        cases = error.failure_cases if isinstance(error.failure_cases, pl.DataFrame) else pl.DataFrame()
+    else:
+        return pl.DataFrame(schema={_ROW: pl.Int64, "reason": pl.String})
+    row_check = pl.col("schema_context") == "DataFrameSchema"
+    described = cases.with_columns(
+        pl.when(row_check)
+        .then(pl.col("check"))
+        .otherwise(pl.format("{}: {} ({})", pl.col("column"), pl.col("check"), pl.col("failure_case").cast(pl.String).str.slice(0, 80)))
+        .alias("reason")
+    )
+    frame_wide = described.filter(pl.col("index").is_null())
+    if frame_wide.height:
+        reason = "; ".join(frame_wide["reason"].unique(maintain_order=True).to_list())
+        return df.select(pl.col(_ROW), pl.lit(reason).alias("reason"))
+    row_of_index = df.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("index"), pl.col(_ROW))
+    return (
+        described.with_columns(pl.col("index").cast(pl.Int64))
+        .group_by("index", maintain_order=True)
+        .agg(pl.col("reason").unique(maintain_order=True).str.join("; "))
+        .join(row_of_index, on="index", how="inner")
+        .select(_ROW, "reason")
+    )
+
+
+def _quarantine_rows(name: str, raw: pl.DataFrame, reasons: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    if reasons.height == 0:
+        return empty_quarantine()
+    picked = raw.join(reasons.group_by(_ROW).agg(pl.col("reason").str.join("; ")), on=_ROW, how="inner")
+    login = pl.col("login").cast(pl.Int64, strict=False) if "login" in raw.columns else pl.lit(None, pl.Int64)
+    payload = [c for c in raw.columns if c != _ROW]
+    return picked.select(
+        pl.lit(name).alias("frame"),
+        login.alias("login"),
+        pl.col(_ROW).cast(pl.Int64).alias("row_index"),
+        pl.col("reason"),
+        pl.struct(payload).struct.json_encode().alias("raw"),
+        pl.lit(now).cast(frames.UTC_US).alias("quarantined_at"),
+    ).sort("row_index")
+
+
+def validate_frame(name: str, df: pl.DataFrame, *, now: datetime) -> Validated:
+    """Split a frame into rows fit to reconcile and quarantined rows with their reasons."""
+    raw = df.with_row_index(_ROW).with_columns(pl.col(_ROW).cast(pl.Int64))
+    conformed, cast_failures = _conform(name, raw)
+    check_failures = _pandera_failures(name, conformed) if conformed.height else cast_failures.clear()
+    reasons = pl.concat([cast_failures, check_failures], how="vertical")
+    valid = conformed.filter(~pl.col(_ROW).is_in(check_failures[_ROW].implode())).drop(_ROW)
+    schema = frames.ALL_FRAMES[name]
+    return Validated(valid=valid.select(list(schema)), quarantined=_quarantine_rows(name, raw, reasons, now))
+
+
+def quarantine_unknown_symbols(
+    name: str, validated: Validated, symbols: pl.DataFrame, *, column: str, now: datetime
+) -> Validated:
+    """Rows on a symbol the terminal has no spec for cannot be priced in pips: quarantine them."""
+    known = symbols.select("login", pl.col("name").alias(column), pl.lit(True).alias("__known"))
+    joined = validated.valid.with_row_index(_ROW).with_columns(pl.col(_ROW).cast(pl.Int64)).join(
+        known, on=["login", column], how="left"
+    )
+    unknown = joined.filter(pl.col("__known").is_null()).drop("__known")
+    if unknown.height == 0:
+        return validated
+    reasons = unknown.select(_ROW, pl.format("{}: unknown symbol ({})", pl.lit(column), pl.col(column)).alias("reason"))
+    extra = _quarantine_rows(name, unknown, reasons, now)
+    kept = joined.filter(pl.col("__known").is_not_null()).drop("__known", _ROW)
+    return Validated(valid=kept, quarantined=pl.concat([validated.quarantined, extra], how="vertical"))
