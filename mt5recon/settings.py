@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mt5recon.store.lake import StoreConfig
+
 
 class Settings(BaseSettings):
     """Where things live and how the local stack runs; the fleet itself is in the fleet file."""
@@ -26,3 +28,6 @@ class Settings(BaseSettings):
 
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()
+
+    def store_config(self) -> StoreConfig:
+        return StoreConfig.under(self.resolved_home(), catalog=self.store_catalog, data_path=self.store_data_path)

@@ -69,6 +69,7 @@ class StoreConfig:
         *,
         catalog: str | None = None,
         data_path: str | None = None,
+        extension_dir: str | os.PathLike[str] | None = None,
         **options: object,
     ) -> StoreConfig:
         """The default layout: `<home>/store/catalog.sqlite`, `<home>/store/data/`, `<home>/store/extensions`."""
@@ -76,7 +77,7 @@ class StoreConfig:
         return cls(
             catalog=catalog if catalog is not None else str(root / "catalog.sqlite"),
             data_path=data_path if data_path is not None else str(root / "data") + os.sep,
-            extension_dir=str(root / "extensions"),
+            extension_dir=str(Path(extension_dir).resolve() if extension_dir is not None else root / "extensions"),
             **options,  # type: ignore[arg-type]
         )
 

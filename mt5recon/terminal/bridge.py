@@ -28,17 +28,23 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self, cast
 
 import rpyc
 from rpyc.core.stream import SocketStream
 from rpyc.utils.server import ThreadedServer
 
-from mt5recon.terminal.bridge_wire import WireError, decode_value, encode_value, is_plain
+from mt5recon.terminal.bridge_wire import (
+    WireError,
+    decode_value,
+    encode_value,
+    is_plain,
+)
 from mt5recon.terminal.constants import (
     RES_E_INTERNAL_FAIL,
     RES_E_INTERNAL_FAIL_CONNECT,
@@ -135,13 +141,13 @@ def _to_datetime(value: object) -> object:
 
 def _to_dict(name: str, value: object) -> dict[str, Any]:
     """A request travels as ((key, value), ...); the package wants a dict."""
-    if type(value) is not tuple or not all(_is_pair(pair) for pair in value):  # type: ignore[union-attr]
+    if type(value) is not tuple or not all(_is_pair(pair) for pair in value):
         raise ValueError(f"{name}: the request must be a tuple of (key, value) pairs")
-    return dict(value)  # type: ignore[arg-type]
+    return dict(value)
 
 
 def _is_pair(pair: object) -> bool:
-    return type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str  # type: ignore[arg-type]
+    return type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str
 
 
 def _convert_arg(name: str, param: str | None, value: object) -> object:
@@ -169,11 +175,12 @@ def _decode_arguments(name: str, args: object, kwargs: object) -> tuple[tuple[An
 
 def _error_pair(value: object) -> ErrorPair:
     """Normalize a last_error() result to a plain (int, str)."""
-    try:
-        code, message = value  # type: ignore[misc]
-        return int(code), str(message)
-    except (TypeError, ValueError):
-        return RES_E_INTERNAL_FAIL, f"the terminal's last_error() returned {value!r}"
+    if isinstance(value, tuple) and len(value) == 2:
+        try:
+            return int(value[0]), str(value[1])
+        except (TypeError, ValueError):
+            pass
+    return RES_E_INTERNAL_FAIL, f"the terminal's last_error() returned {value!r}"
 
 
 class BridgeService(rpyc.Service):  # type: ignore[misc]
@@ -208,14 +215,14 @@ class BridgeService(rpyc.Service):  # type: ignore[misc]
             raise ValueError(f"refused: {name!r} is not an allowed MetaTrader5 function")
         function = getattr(self._api, name, None)
         if not callable(function):
-            raise ValueError(f"refused: the hosted terminal has no {name}()")
+            raise ValueError(f"refused: the hosted terminal has no {name}()")  # noqa: TRY004
         return function
 
     def _invoke(self, name: str, function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Reply:
         """Run the call; an exception becomes a failed reply, as the package reports errors."""
         try:
             result = function(*args, **kwargs)
-        except Exception as exc:  # the hosted terminal's bug must not kill the connection
+        except Exception as exc:  # noqa: BLE001 - the terminal's bug must not kill the connection
             log.warning("%s raised %s: %s", name, type(exc).__name__, exc)
             return _FAILED, None, (RES_E_INTERNAL_FAIL, f"{name} raised {type(exc).__name__}: {exc}")
         try:
@@ -227,8 +234,26 @@ class BridgeService(rpyc.Service):  # type: ignore[misc]
     def _last_error(self) -> ErrorPair:
         try:
             return _error_pair(self._api.last_error())  # type: ignore[attr-defined]
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - same as any call
             return RES_E_INTERNAL_FAIL, f"last_error raised {type(exc).__name__}: {exc}"
+
+
+class _BridgeServer(ThreadedServer):  # type: ignore[misc]
+    """rpyc's ThreadedServer, quiet when a client vanishes while its call is still running."""
+
+    def _handle_connection(self, conn: rpyc.Connection) -> None:  # rpyc's documented hook
+        try:
+            conn.serve_all()
+        except (OSError, EOFError) as exc:  # reply to a client that gave up: nothing to do
+            self.logger.info("client gone: %s", exc)
+
+
+def _serve_in_background(server: ThreadedServer) -> None:
+    try:
+        server.start()
+    except OSError:
+        if server.listener.fileno() != -1:
+            raise  # a real failure; otherwise it was closed before this thread got going
 
 
 def serve_bridge(
@@ -245,7 +270,7 @@ def serve_bridge(
     With `block=False` the server already accepts connections when this returns and runs
     in a daemon thread (stop it with `server.close()`); `block=True` serves until closed.
     """
-    server = ThreadedServer(
+    server = _BridgeServer(
         BridgeService(api, busy_timeout_secs=busy_timeout_secs),
         hostname=host,
         port=port,
@@ -257,7 +282,8 @@ def serve_bridge(
         server.start()
         return server
     server.listener.listen(server.backlog)  # accept from now on, not once the thread runs
-    threading.Thread(target=server.start, name=f"mt5-bridge-{server.port}", daemon=True).start()
+    name = f"mt5-bridge-{server.port}"
+    threading.Thread(target=_serve_in_background, args=(server,), name=name, daemon=True).start()
     return server
 
 
@@ -278,9 +304,12 @@ def _to_wire(value: object) -> Any:
         return value
     if isinstance(value, datetime):
         return _epoch_seconds(value)
-    for base in (int, float, str, bytes):  # IntEnum and friends: send the plain value
-        if isinstance(value, base):
-            return base(value)
+    if isinstance(value, int):  # IntEnum and friends: send the plain value
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, Mapping):
         return tuple((_key(k), _to_wire(v)) for k, v in value.items())
     if isinstance(value, (tuple, list)):
@@ -303,12 +332,12 @@ def _is_reply(reply: object) -> bool:
     """An envelope (status, payload, (code, message)) made of plain data only."""
     return (
         type(reply) is tuple
-        and len(reply) == 3  # type: ignore[arg-type]
-        and reply[0] in (_OK, _FAILED)  # type: ignore[index]
-        and type(reply[2]) is tuple  # type: ignore[index]
-        and len(reply[2]) == 2  # type: ignore[index]
-        and type(reply[2][0]) is int  # type: ignore[index]
-        and type(reply[2][1]) is str  # type: ignore[index]
+        and len(reply) == 3
+        and reply[0] in (_OK, _FAILED)
+        and type(reply[2]) is tuple
+        and len(reply[2]) == 2
+        and type(reply[2][0]) is int
+        and type(reply[2][1]) is str
     )
 
 
@@ -336,7 +365,7 @@ class BridgeTerminal:
     def __repr__(self) -> str:
         return f"BridgeTerminal({self.host!r}, {self.port})"
 
-    def __enter__(self) -> BridgeTerminal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -389,12 +418,14 @@ class BridgeTerminal:
     def positions_get(
         self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
     ) -> tuple[TradePosition, ...] | None:
-        return self._call("positions_get", kwargs=_given(symbol=symbol, group=group, ticket=ticket))  # type: ignore[no-any-return]
+        filters = _given(symbol=symbol, group=group, ticket=ticket)
+        return self._call("positions_get", kwargs=filters)  # type: ignore[no-any-return]
 
     def orders_get(
         self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
     ) -> tuple[TradeOrder, ...] | None:
-        return self._call("orders_get", kwargs=_given(symbol=symbol, group=group, ticket=ticket))  # type: ignore[no-any-return]
+        filters = _given(symbol=symbol, group=group, ticket=ticket)
+        return self._call("orders_get", kwargs=filters)  # type: ignore[no-any-return]
 
     def history_deals_get(
         self,
@@ -425,7 +456,11 @@ class BridgeTerminal:
     # -- transport ----------------------------------------------------------------------
 
     def _call(
-        self, name: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None, failure: Any = None
+        self,
+        name: str,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        failure: Any = None,
     ) -> Any:
         """One round trip; every failure becomes `failure` plus a last_error, never an exception."""
         with self._lock:
@@ -437,13 +472,14 @@ class BridgeTerminal:
             try:
                 conn = self._connection()
             except (OSError, EOFError) as exc:
-                where = f"{self.host}:{self.port}"
-                return self._fail(failure, RES_E_INTERNAL_FAIL_CONNECT, f"cannot reach the bridge at {where}: {exc}")
+                unreachable = f"cannot reach the bridge at {self.host}:{self.port}: {exc}"
+                return self._fail(failure, RES_E_INTERNAL_FAIL_CONNECT, unreachable)
             return self._round_trip(conn, name, wire_args, wire_kwargs, failure)
 
     def _round_trip(
         self, conn: rpyc.Connection, name: str, args: tuple[Any, ...], kwargs: tuple[Any, ...], failure: Any
     ) -> Any:
+        """Send the call; sort what can go wrong into the package's error codes."""
         try:
             reply = conn.root.call(name, args, kwargs)
         except TimeoutError:  # rpyc's AsyncResultTimeout; must precede OSError, its base
@@ -452,16 +488,17 @@ class BridgeTerminal:
             return self._fail(failure, RES_E_INTERNAL_FAIL_TIMEOUT, timeout)
         except (EOFError, OSError) as exc:
             self._disconnect()
-            return self._fail(failure, RES_E_INTERNAL_FAIL_CONNECT, f"{name}: connection to the bridge lost: {exc}")
-        except Exception as exc:  # the server refused the call; MT5 functions report, not raise
-            return self._fail(failure, RES_E_INTERNAL_FAIL, f"{name}: the bridge refused the call: {exc}")
+            lost = f"{name}: connection to the bridge lost: {exc}"
+            return self._fail(failure, RES_E_INTERNAL_FAIL_CONNECT, lost)
+        except Exception as exc:  # noqa: BLE001 - refused by the server; MT5 functions report, not raise
+            return self._fail(failure, RES_E_INTERNAL_FAIL, f"{name}: the bridge refused it: {exc}")
         return self._unpack(name, reply, failure)
 
     def _unpack(self, name: str, reply: object, failure: Any) -> Any:
         """Check the envelope, rebuild the records, remember the terminal's last_error."""
         if not _is_reply(reply):
-            return self._fail(failure, RES_E_INTERNAL_FAIL_RECEIVE, f"{name}: malformed reply from the bridge")
-        status, payload, error = reply  # type: ignore[misc]
+            return self._fail(failure, RES_E_INTERNAL_FAIL_RECEIVE, f"{name}: malformed reply")
+        status, payload, error = cast(Reply, reply)
         if status == _FAILED:
             self._error = error
             return failure
@@ -482,7 +519,9 @@ class BridgeTerminal:
         if self._conn is not None and self._is_alive():
             return self._conn
         self._disconnect()
-        stream = SocketStream.connect(self.host, self.port, timeout=self.connect_timeout_secs, attempts=1)
+        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout_secs)
+        sock.settimeout(self.call_timeout_secs)  # bounds a send to a server that stopped reading
+        stream = SocketStream(sock)
         config = {**_SAFE_CONFIG, "sync_request_timeout": self.call_timeout_secs}
         self._stream = stream
         self._conn = rpyc.connect_stream(stream, rpyc.VoidService, config)
@@ -506,7 +545,7 @@ class BridgeTerminal:
         if conn is not None:
             try:
                 conn.close()  # the stream is gone: this only releases local resources
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - best effort on a dead connection
                 log.debug("closing the bridge connection: %s", exc)
 
 

@@ -39,10 +39,8 @@ def is_plain(value: object) -> bool:
     return type(value) is tuple and all(is_plain(item) for item in value)
 
 
-def _record_fields(value: object) -> tuple[str, ...] | None:
-    """The field names of a named-tuple-like record, or None for a plain sequence."""
-    if not isinstance(value, tuple):
-        return None
+def _record_fields(value: tuple[Any, ...]) -> tuple[str, ...] | None:
+    """The field names of a named-tuple-like record, or None for a plain tuple."""
     fields = getattr(type(value), "_fields", None)
     if type(fields) is tuple and all(type(name) is str for name in fields):
         return fields
@@ -54,7 +52,7 @@ def _encode_table(items: tuple[Any, ...]) -> tuple[Any, ...] | None:
     if not items:
         return None
     first_type = type(items[0])
-    fields = _record_fields(items[0])
+    fields = _record_fields(items[0]) if isinstance(items[0], tuple) else None
     if fields is None or any(type(item) is not first_type for item in items):
         return None
     rows = tuple(tuple(encode_value(field) for field in item) for item in items)
@@ -65,10 +63,8 @@ def encode_value(value: object) -> Any:
     """Turn an MT5 result (scalars, records, tuples of them, nested) into plain data."""
     if type(value) in PLAIN_SCALARS:
         return value
-    fields = _record_fields(value)
-    if fields is not None:
-        values = tuple(encode_value(field) for field in value)  # type: ignore[union-attr]
-        return (REC, type(value).__name__, fields, values)
+    if isinstance(value, tuple) and (fields := _record_fields(value)) is not None:
+        return (REC, type(value).__name__, fields, tuple(encode_value(field) for field in value))
     if isinstance(value, (tuple, list)):
         items = tuple(value)
         return _encode_table(items) or (SEQ, tuple(encode_value(item) for item in items))
@@ -100,7 +96,8 @@ def _decode_tagged(wire: tuple[Any, ...]) -> Any:
         rows = wire[3]
         if not all(type(row) is tuple for row in rows):
             raise WireError("malformed table rows")
-        return tuple(_build_record(wire[1], wire[2], tuple(decode_value(v) for v in row)) for row in rows)
+        name, fields = wire[1], wire[2]
+        return tuple(_build_record(name, fields, tuple(decode_value(v) for v in row)) for row in rows)
     raise WireError(f"malformed value with tag {tag!r}")
 
 

@@ -71,8 +71,18 @@ SPECS: dict[str, SymbolSpec] = {
 class Quote:
     """The live state of one symbol; positions hold a reference so a step costs no lookups."""
 
-    __slots__ = ("spec", "mid", "bid", "ask", "time_msc", "spread_mult", "spread_until",
-                 "profit_rate", "margin_per_lot", "sigma")
+    __slots__ = (
+        "ask",
+        "bid",
+        "margin_per_lot",
+        "mid",
+        "profit_rate",
+        "sigma",
+        "spec",
+        "spread_mult",
+        "spread_until",
+        "time_msc",
+    )
 
     def __init__(self, spec: SymbolSpec, sigma: float) -> None:
         self.spec = spec

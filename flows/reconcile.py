@@ -1,0 +1,56 @@
+"""The 10-second reconciliation cycle: fetch -> validate -> reconcile -> store -> report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from mt5recon import pipeline
+from mt5recon.fleet import load_fleet
+from mt5recon.settings import Settings
+from mt5recon.terminal.factory import open_terminal
+from tasks.io import commit_cycle, fetch_snapshots, load_expected_trades
+from tasks.report import publish_cycle_report
+from tasks.transform import reconcile, validate
+
+
+def _scheduled_time() -> datetime:
+    """The run's scheduled start (stable across retries of the run), else now."""
+    scheduled = flow_run.scheduled_start_time
+    return datetime.fromtimestamp(scheduled.timestamp(), UTC) if scheduled else datetime.now(UTC)
+
+
+@flow(name="reconcile", log_prints=False)
+async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any]:
+    """One cycle over the whole fleet; returns the summary shown in the run's artifacts."""
+    settings = Settings()
+    fleet = load_fleet(Path(fleet_file) if fleet_file else settings.fleet)
+    home = settings.resolved_home()
+    cycle_id = pipeline.cycle_id_for(fleet.name, _scheduled_time())
+    started_at = datetime.now(UTC)
+
+    expected_raw = load_expected_trades(fleet, home)
+    snapshot, fetch_ms = fetch_snapshots(
+        fleet, started_at, open_terminal, pipeline.expected_symbols_by_login(expected_raw), settings.fetch_concurrency
+    )
+    validated = validate(snapshot, expected_raw, started_at)
+    result, reconcile_ms = reconcile(validated, fleet)
+    tables = pipeline.cycle_tables(
+        cycle_id=cycle_id,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        snapshot=snapshot,
+        validated=validated,
+        result=result,
+        fetch_ms=fetch_ms,
+        reconcile_ms=reconcile_ms,
+    )
+    committed = commit_cycle(settings.store_config(), cycle_id, tables)
+    summary = {"cycle_id": cycle_id, "duplicate": committed.duplicate, **pipeline.summarize(tables)}
+    publish_cycle_report(summary, tables["divergences"])
+    get_run_logger().info("cycle %s: %s", cycle_id, summary)
+    return summary

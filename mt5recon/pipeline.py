@@ -1,0 +1,181 @@
+"""The steps of one reconciliation cycle as plain functions; Prefect tasks are thin wrappers.
+
+fetch -> validate (quarantine) -> reconcile -> cycle tables -> commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from mt5recon import frames
+from mt5recon.fleet import AccountConfig, FleetConfig
+from mt5recon.recon.engine import ReconResult, reconcile
+from mt5recon.snapshot import Snapshot
+from mt5recon.store import tables
+from mt5recon.terminal.api import MT5Api
+from mt5recon.terminal.connector import FetchRequest, failed_account, fetch_account
+from mt5recon.validation import Validated, empty_quarantine, quarantine_unknown_symbols, validate_frame
+
+TerminalOpener = Callable[[AccountConfig], MT5Api]
+
+
+def cycle_id_for(fleet_name: str, at: datetime) -> str:
+    """Deterministic from the fleet and the cycle's scheduled time: a retried cycle keeps its id."""
+    return f"{fleet_name}:{at.strftime('%Y%m%dT%H%M%S.%fZ')}"
+
+
+def _fetch_one(account: AccountConfig, open_terminal: TerminalOpener, request: FetchRequest) -> Snapshot:
+    try:
+        api = open_terminal(account)
+    except Exception as error:  # any connect failure is this account's failure, never the cycle's
+        return failed_account(request, f"connect: {error}")
+    try:
+        return fetch_account(api, request)
+    except Exception as error:
+        return failed_account(request, f"fetch: {type(error).__name__}: {error}")
+    finally:
+        api.shutdown()
+
+
+def fetch_fleet(
+    fleet: FleetConfig,
+    *,
+    fetched_at: datetime,
+    open_terminal: TerminalOpener,
+    expected_symbols: dict[int, tuple[str, ...]] | None = None,
+    concurrency: int = 16,
+) -> tuple[Snapshot, float]:
+    """Snapshot every account in parallel (bounded); returns the snapshot and the fetch time in ms."""
+    started = time.perf_counter()
+    expected_symbols = expected_symbols or {}
+    requests = [
+        (
+            account,
+            FetchRequest(
+                login=account.login,
+                fetched_at=fetched_at,
+                deals_from=fetched_at - timedelta(seconds=fleet.deals_lookback_secs),
+                server_offset_secs=account.server_offset_secs,
+                extra_symbols=tuple(sorted(set(account.watch_symbols) | set(expected_symbols.get(account.login, ())))),
+            ),
+        )
+        for account in fleet.accounts
+    ]
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(requests)))) as pool:
+        parts = list(pool.map(lambda pair: _fetch_one(pair[0], open_terminal, pair[1]), requests))
+    return Snapshot.concat(parts), (time.perf_counter() - started) * 1000
+
+
+def expected_symbols_by_login(expected_raw: pl.DataFrame) -> dict[int, tuple[str, ...]]:
+    """Symbols the bot trades per login, so the fetch brings their specs and quotes too."""
+    if not {"login", "symbol"} <= set(expected_raw.columns) or expected_raw.height == 0:
+        return {}
+    pairs = (
+        expected_raw.select(pl.col("login").cast(pl.Int64, strict=False), pl.col("symbol").cast(pl.String))
+        .drop_nulls()
+        .unique()
+        .group_by("login")
+        .agg(pl.col("symbol").sort())
+    )
+    return {row[0]: tuple(row[1]) for row in pairs.iter_rows()}
+
+
+@dataclass(frozen=True)
+class ValidatedCycle:
+    frames: dict[str, pl.DataFrame]
+    quarantine: pl.DataFrame
+    rows_in: dict[str, int] = field(default_factory=dict)
+
+
+def validate_cycle(snapshot: Snapshot, expected_raw: pl.DataFrame, *, now: datetime) -> ValidatedCycle:
+    """Validate every frame; rows on symbols the terminal does not know are quarantined too."""
+    inputs = {**snapshot.frames(), "expected_trades": expected_raw}
+    checked: dict[str, Validated] = {name: validate_frame(name, frame, now=now) for name, frame in inputs.items()}
+    symbols = checked["symbols"].valid
+    for name in ("positions", "orders"):
+        checked[name] = quarantine_unknown_symbols(name, checked[name], symbols, column="symbol", now=now)
+    quarantine = pl.concat([empty_quarantine(), *[v.quarantined for v in checked.values()]], how="vertical")
+    return ValidatedCycle(
+        frames={name: v.valid for name, v in checked.items()},
+        quarantine=quarantine,
+        rows_in={name: frame.height for name, frame in inputs.items()},
+    )
+
+
+def reconcile_cycle(validated: ValidatedCycle, fleet: FleetConfig) -> ReconResult:
+    v = validated.frames
+    return reconcile(
+        accounts=v["accounts"],
+        positions=v["positions"],
+        deals=v["deals"],
+        symbols=v["symbols"],
+        expected_trades=v["expected_trades"],
+        tolerances=fleet.tolerances,
+    )
+
+
+def _with_cycle(cycle_id: str, frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select(pl.lit(cycle_id).alias("cycle_id"), pl.all())
+
+
+def cycle_tables(
+    *,
+    cycle_id: str,
+    started_at: datetime,
+    finished_at: datetime,
+    snapshot: Snapshot,
+    validated: ValidatedCycle,
+    result: ReconResult,
+    fetch_ms: float,
+    reconcile_ms: float,
+) -> dict[str, pl.DataFrame]:
+    """Everything one cycle stores, keyed by table name, each row tagged with the cycle id."""
+    accounts = snapshot.accounts.select("login", "account_ok", "positions_ok")
+    errors = pl.DataFrame(
+        {"login": list(snapshot.errors), "error": list(snapshot.errors.values())},
+        schema={"login": pl.Int64, "error": pl.String},
+    )
+    quarantined = validated.quarantine.group_by("login").len("quarantined")
+    cycles = (
+        accounts.join(errors, on="login", how="left")
+        .join(result.account_stats, on="login", how="left")
+        .join(quarantined, on="login", how="left")
+        .with_columns(
+            pl.lit(started_at).cast(frames.UTC_US).alias("started_at"),
+            pl.lit(finished_at).cast(frames.UTC_US).alias("finished_at"),
+            pl.when(pl.col("account_ok") & pl.col("positions_ok")).then(pl.lit("ok")).otherwise(pl.lit("failed")).alias("status"),
+            pl.lit(fetch_ms).alias("fetch_ms"),
+            pl.lit(reconcile_ms).alias("reconcile_ms"),
+        )
+        .with_columns(pl.col("positions", "expected_open", "matched", "divergences", "quarantined").fill_null(0))
+    )
+    return {
+        "cycles": _with_cycle(cycle_id, cycles).select(list(tables.CYCLES)).cast(dict(tables.CYCLES)),  # type: ignore[arg-type]
+        "account_snapshots": _with_cycle(cycle_id, validated.frames["accounts"]),
+        "positions": _with_cycle(cycle_id, validated.frames["positions"]),
+        "matches": _with_cycle(cycle_id, result.matches),
+        "divergences": _with_cycle(cycle_id, result.divergences),
+        "quarantine": _with_cycle(cycle_id, validated.quarantine),
+    }
+
+
+def summarize(tables: dict[str, pl.DataFrame]) -> dict[str, object]:
+    """The few numbers an operator reads first."""
+    cycles = tables["cycles"]
+    by_kind = tables["divergences"].group_by("kind").len().sort("kind")
+    return {
+        "accounts": cycles.height,
+        "accounts_ok": int((cycles["status"] == "ok").sum()),
+        "accounts_failed": int((cycles["status"] == "failed").sum()),
+        "positions": int(cycles["positions"].sum()),
+        "matched": int(cycles["matched"].sum()),
+        "divergences": tables["divergences"].height,
+        "divergences_by_kind": dict(by_kind.iter_rows()),
+        "quarantined": tables["quarantine"].height,
+    }

@@ -1,0 +1,56 @@
+"""Deployments served in-process, and clean-up of runs that went stale while nothing ran."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from mt5recon.settings import Settings
+
+DEPLOYMENT = "every-10s"
+
+
+def serve_deployments(settings: Settings) -> None:
+    from prefect import serve
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    from flows.reconcile import reconcile_fleet
+
+    deployment = reconcile_fleet.to_deployment(
+        name=DEPLOYMENT,
+        interval=timedelta(seconds=settings.interval_secs),
+        # a cycle that overruns cancels the next one instead of queueing a backlog
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+        description="Reconcile the whole fleet every 10 seconds",
+    )
+    serve(deployment)
+
+
+async def _cancel_late_runs(grace: timedelta) -> int:
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled
+
+    cutoff = datetime.now(UTC) - grace
+    flow_filter = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])),
+        expected_start_time=FlowRunFilterExpectedStartTime(before_=cutoff),
+    )
+    cancelled = 0
+    async with get_client() as client:
+        while runs := await client.read_flow_runs(flow_run_filter=flow_filter, limit=200):
+            for run in runs:
+                await client.set_flow_run_state(run.id, Cancelled(message="stale: a snapshot of the past is worthless"), force=True)
+                cancelled += 1
+    return cancelled
+
+
+def cancel_late_runs(grace_secs: float = 5.0) -> int:
+    """Cancel runs already late on start-up, instead of firing them in a burst."""
+    return asyncio.run(_cancel_late_runs(timedelta(seconds=grace_secs)))

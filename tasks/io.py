@@ -1,0 +1,47 @@
+"""I/O tasks: the only ones with retries (bounded, jittered, transient errors only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from mt5recon import pipeline
+from mt5recon.fleet import FleetConfig
+from mt5recon.snapshot import Snapshot
+from mt5recon.sources import read_expected_trades
+from mt5recon.store.lake import CommitResult, Store, StoreConfig
+from tasks.retry import retry_transient
+
+# two quick retries keep a retried cycle well inside its 10-second slot
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": [0.5, 1.0], "retry_jitter_factor": 0.5, "retry_condition_fn": retry_transient}
+
+
+@task(name="load-expected-trades", cache_policy=NO_CACHE, **IO_RETRIES)  # type: ignore[call-overload]
+def load_expected_trades(fleet: FleetConfig, home: Path) -> pl.DataFrame:
+    return read_expected_trades(fleet.expected_trades, home)
+
+
+@task(name="fetch-snapshots", cache_policy=NO_CACHE)
+def fetch_snapshots(
+    fleet: FleetConfig,
+    fetched_at: datetime,
+    open_terminal: pipeline.TerminalOpener,
+    expected_symbols: dict[int, tuple[str, ...]],
+    concurrency: int,
+) -> tuple[Snapshot, float]:
+    """Fan-out over terminals happens inside (one task per cycle, not per account); a failing
+    terminal is recorded as that account's failure rather than retried here."""
+    return pipeline.fetch_fleet(
+        fleet, fetched_at=fetched_at, open_terminal=open_terminal, expected_symbols=expected_symbols, concurrency=concurrency
+    )
+
+
+@task(name="commit-cycle", cache_policy=NO_CACHE, **IO_RETRIES)  # type: ignore[call-overload]
+def commit_cycle(config: StoreConfig, cycle_id: str, tables: dict[str, pl.DataFrame]) -> CommitResult:
+    """One transaction with a ledger row: a retry after a failed commit never duplicates."""
+    with Store.open(config) as store:
+        return store.commit_cycle(cycle_id, tables)

@@ -1,0 +1,226 @@
+"""The analysts' store in one process: round trip, idempotency, validation, migrations, reader SQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from mt5recon.store import migrations
+from mt5recon.store.lake import Store, StoreConfig, analyst_attach_sql, open_reader
+from mt5recon.store.samples import sample_cycle, sample_frame
+from mt5recon.store.tables import STORE_TABLES
+
+
+@pytest.fixture(scope="module")
+def extension_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One extension folder for the module: installing the packaged binaries copies ~100 MB."""
+    return tmp_path_factory.mktemp("duckdb-extensions")
+
+
+@pytest.fixture()
+def config(tmp_path: Path, extension_dir: Path) -> StoreConfig:
+    return StoreConfig.under(tmp_path / "home", extension_dir=extension_dir)
+
+
+@pytest.fixture()
+def store(config: StoreConfig) -> Store:
+    with Store.open(config) as opened:
+        yield opened
+
+
+def read_table(con: duckdb.DuckDBPyConnection, table: str, cycle_id: str) -> pl.DataFrame:
+    """A table's rows of one cycle, in declared dtypes, in a stable order."""
+    frame = con.execute(f'SELECT * FROM "{table}" WHERE cycle_id = ?', [cycle_id]).pl()
+    return frame.cast(dict(STORE_TABLES[table])).sort(pl.all(), nulls_last=True)
+
+
+def ledger_size(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT count(*) FROM cycle_ledger").fetchone()
+    return int(row[0]) if row else -1
+
+
+def test_round_trip_every_table(store: Store) -> None:
+    frames = sample_cycle("c-1", {table: 25 for table in STORE_TABLES})
+    result = store.commit_cycle("c-1", frames)
+    assert not result.duplicate
+    assert result.row_counts == {table: 25 for table in STORE_TABLES}
+    assert result.snapshot_id is not None
+    for table, frame in frames.items():
+        back = read_table(store.connection, table, "c-1")
+        assert back.columns == list(STORE_TABLES[table])
+        assert_frame_equal(back, frame.sort(pl.all(), nulls_last=True))
+
+
+def test_columns_are_typed_from_polars(store: Store) -> None:
+    types = dict(
+        store.connection.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'recon' AND table_name = 'positions'"
+        ).fetchall()
+    )
+    assert types["time_msc"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["fetched_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["ticket"] == "BIGINT"
+    assert types["type"] == "INTEGER"
+    assert types["volume"] == "DOUBLE"
+    assert types["symbol"] == "VARCHAR"
+
+
+def test_same_cycle_twice_is_stored_once(store: Store) -> None:
+    frames = sample_cycle("c-2")
+    first = store.commit_cycle("c-2", frames)
+    again = store.commit_cycle("c-2", frames)
+    assert not first.duplicate and again.duplicate
+    assert again.row_counts == first.row_counts
+    assert again.snapshot_id is None
+    counts = store.connection.execute("SELECT count(*) FROM positions WHERE cycle_id = 'c-2'").fetchone()
+    assert counts == (frames["positions"].height,)
+    assert ledger_size(store.connection) == 1
+    assert store.has_cycle("c-2") and not store.has_cycle("c-3")
+
+
+def test_frames_are_reordered_and_cast_by_name(store: Store) -> None:
+    frame = sample_frame("cycles", 3, "c-4")
+    shuffled = frame.select(list(reversed(frame.columns))).with_columns(pl.col("login").cast(pl.Int32))
+    store.commit_cycle("c-4", {"cycles": shuffled})
+    assert_frame_equal(read_table(store.connection, "cycles", "c-4"), frame.sort(pl.all(), nulls_last=True))
+
+
+def test_an_empty_cycle_still_enters_the_ledger(store: Store) -> None:
+    result = store.commit_cycle("c-5", {"positions": sample_frame("positions", 0, "c-5")})
+    assert result.row_counts == {"positions": 0}
+    assert store.has_cycle("c-5")
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        ({"nope": sample_frame("cycles", 1, "c-9")}, "no store table named"),
+        ({"cycles": sample_frame("cycles", 1, "c-9").drop("status")}, "missing columns ['status']"),
+        (
+            {"cycles": sample_frame("cycles", 1, "c-9").with_columns(extra=pl.lit(1))},
+            "unexpected columns ['extra']",
+        ),
+        ({"cycles": sample_frame("cycles", 2, "another")}, "whose cycle_id is not"),
+        (
+            {"cycles": sample_frame("cycles", 1, "c-9").with_columns(login=pl.lit("not a number"))},
+            "does not fit its declared dtypes",
+        ),
+    ],
+)
+def test_bad_frames_fail_before_anything_is_written(
+    store: Store, frames: dict[str, pl.DataFrame], message: str
+) -> None:
+    good = {"positions": sample_frame("positions", 5, "c-9")}  # listed first: must not land either
+    with pytest.raises(ValueError) as error:
+        store.commit_cycle("c-9", {**good, **frames})
+    assert message in str(error.value)
+    assert ledger_size(store.connection) == 0
+    assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (0,)
+
+
+def test_a_failing_insert_rolls_back_the_whole_cycle(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_insert = Store._insert
+
+    def insert_then_fail_on_matches(self: Store, table: str, frame: pl.DataFrame) -> None:
+        real_insert(self, table, frame)
+        if table == "matches":  # positions and matches are in the transaction by now
+            raise OSError("disk gone")
+
+    monkeypatch.setattr(Store, "_insert", insert_then_fail_on_matches)
+    frames = sample_cycle("c-6")
+    with pytest.raises(OSError):
+        store.commit_cycle("c-6", frames)
+    assert not store.has_cycle("c-6")
+    assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (0,)
+    monkeypatch.setattr(Store, "_insert", real_insert)
+    assert not store.commit_cycle("c-6", frames).duplicate
+    assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (frames["positions"].height,)
+
+
+def test_migrate_is_versioned_and_a_no_op_when_current(config: StoreConfig) -> None:
+    with Store.open(config) as store:
+        assert store.schema_version() == migrations.LATEST
+        snapshot = store.connection.execute("SELECT * FROM ducklake_current_snapshot('recon')").fetchone()
+        store.commit_cycle("c-7", sample_cycle("c-7"))
+    with Store.open(config) as store:  # re-open migrates again
+        assert store.migrate() == migrations.LATEST
+        versions = store.connection.execute("SELECT version FROM schema_version").fetchall()
+        assert versions == [(migrations.LATEST,)]
+        assert store.has_cycle("c-7")
+        after = store.connection.execute("SELECT * FROM ducklake_snapshots('recon') WHERE snapshot_id > ?", snapshot)
+        assert len(after.fetchall()) == 1  # only the cycle's commit: migrating created no snapshot
+
+
+def test_a_missing_registry_column_is_reported(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    widened = {**STORE_TABLES, "cycles": pl.Schema({**STORE_TABLES["cycles"], "new_column": pl.Int64()})}
+    monkeypatch.setattr("mt5recon.store.lake.STORE_TABLES", widened)
+    with pytest.raises(RuntimeError, match="new_column"):
+        store.migrate()
+
+
+def test_reader_is_read_only_and_sees_each_new_cycle(config: StoreConfig, store: Store) -> None:
+    reader = open_reader(config)
+    try:
+        store.commit_cycle("r-1", sample_cycle("r-1"))
+        assert reader.execute("SELECT count(*) FROM cycles").fetchone() == (10,)
+        with pytest.raises(duckdb.Error, match="read-only"):
+            reader.execute("DELETE FROM cycles")
+        # inside an explicit transaction the reader keeps its snapshot ...
+        reader.execute("BEGIN TRANSACTION")
+        assert reader.execute("SELECT count(*) FROM cycles").fetchone() == (10,)
+        store.commit_cycle("r-2", sample_cycle("r-2"))
+        assert reader.execute("SELECT count(*) FROM cycles").fetchone() == (10,)
+        reader.execute("COMMIT")
+        # ... and the next autocommit query sees the new snapshot, no re-attach needed
+        assert reader.execute("SELECT count(*) FROM cycles").fetchone() == (20,)
+    finally:
+        reader.close()
+
+
+def test_analyst_sql_works_in_a_plain_duckdb(config: StoreConfig, store: Store, tmp_path: Path) -> None:
+    store.commit_cycle("a-1", sample_cycle("a-1"))
+    sql = analyst_attach_sql(config)
+    assert "READ_ONLY" in sql and "USE recon;" in sql
+    script = textwrap.dedent(
+        """
+        import sys, duckdb
+        con = duckdb.connect()  # a default DuckDB, as the CLI would be
+        con.execute(sys.stdin.read())
+        print(con.execute("SELECT count(*) FROM cycles").fetchone()[0])
+        """
+    )
+    empty_home = tmp_path / "analyst-home"
+    empty_home.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=sql,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": str(empty_home)},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "10"
+    assert not (empty_home / ".duckdb").exists()
+
+
+def test_config_quotes_what_it_splices(tmp_path: Path, extension_dir: Path) -> None:
+    odd = StoreConfig.under(tmp_path / "it's a home", extension_dir=extension_dir)
+    with Store.open(odd) as store:
+        store.commit_cycle("q-1", sample_cycle("q-1"))
+    reader = open_reader(odd)
+    try:
+        assert reader.execute("SELECT count(*) FROM cycle_ledger").fetchone() == (1,)
+    finally:
+        reader.close()
+    with pytest.raises(ValueError):
+        StoreConfig.under(tmp_path, alias="recon; DROP TABLE x")
