@@ -16,6 +16,10 @@ from mt5recon.terminal.factory import open_terminal
 from tasks.io import commit_cycle, fetch_snapshots, load_expected_trades
 from tasks.report import publish_cycle_report
 from tasks.transform import reconcile, validate
+import schemas
+
+# one-off validation set-up runs while the process waits for its scheduled start, not inside the cycle
+schemas.warm_up()
 
 
 def _scheduled_time() -> datetime:

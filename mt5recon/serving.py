@@ -23,7 +23,11 @@ def serve_deployments(settings: Settings) -> None:
         concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
         description="Reconcile the whole fleet every 10 seconds",
     )
-    serve(deployment)
+    # The runner starts a run's process `prefetch` seconds early and the server holds it until its
+    # time: that hides Python start-up and makes runs punctual. It must stay shorter than the gap
+    # between one cycle's end and the next start, or the early claim collides with the running
+    # cycle's concurrency slot and CANCEL_NEW cancels a healthy run.
+    serve(deployment, prefetch_seconds=settings.prefetch_secs)
 
 
 async def _cancel_late_runs(grace: timedelta) -> int:

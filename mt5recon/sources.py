@@ -10,6 +10,7 @@ import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -34,12 +35,21 @@ def _path(source: ExpectedTradesSource, home: Path) -> Path:
     return path if path.is_absolute() else home / path
 
 
+def _rows_to_frame(cursor: Any) -> pl.DataFrame:
+    """A DB-API cursor's result as a frame (values as the database holds them)."""
+    columns = [d[0] for d in cursor.description]
+    return pl.DataFrame(cursor.fetchall(), schema=columns, orient="row", infer_schema_length=None)
+
+
 def read_sqlite(source: ExpectedTradesSource, home: Path) -> pl.DataFrame:
     path = _path(source, home)
     if not path.exists():
         return frames.empty("expected_trades")  # the bot has not written anything yet
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0) as conn:
-        return pl.read_database(_select_sql(source), conn, infer_schema_length=None)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    try:
+        return _rows_to_frame(conn.execute(_select_sql(source)))
+    finally:
+        conn.close()
 
 
 def read_postgres(source: ExpectedTradesSource, home: Path) -> pl.DataFrame:
@@ -48,8 +58,9 @@ def read_postgres(source: ExpectedTradesSource, home: Path) -> pl.DataFrame:
     if not source.dsn:
         raise ValueError("expected_trades source 'postgres' needs a dsn")
     dsn = resolve_reference(source.dsn) if source.dsn.startswith(("env:", "secret:")) else source.dsn
-    with psycopg.connect(dsn, connect_timeout=5) as conn:
-        return pl.read_database(_select_sql(source), conn, infer_schema_length=None)
+    with psycopg.connect(dsn, connect_timeout=5) as conn, conn.cursor() as cursor:
+        cursor.execute(_select_sql(source))  # type: ignore[arg-type]  # a checked identifier or the user's own query
+        return _rows_to_frame(cursor)
 
 
 def read_files(source: ExpectedTradesSource, home: Path) -> pl.DataFrame:
@@ -59,7 +70,15 @@ def read_files(source: ExpectedTradesSource, home: Path) -> pl.DataFrame:
     return pl.read_csv(path, infer_schema=False)  # text in, validation casts and quarantines
 
 
+def read_simulated_bot(source: ExpectedTradesSource, home: Path) -> pl.DataFrame:
+    """The in-process simulated bot's own record (connector kind `sim`)."""
+    from mt5recon.terminal.sim_host import in_process_fleet
+
+    return in_process_fleet().expected_trades()
+
+
 READERS: dict[str, Callable[[ExpectedTradesSource, Path], pl.DataFrame]] = {
+    "sim": read_simulated_bot,
     "sqlite": read_sqlite,
     "postgres": read_postgres,
     "parquet": read_files,
@@ -68,8 +87,5 @@ READERS: dict[str, Callable[[ExpectedTradesSource, Path], pl.DataFrame]] = {
 
 
 def read_expected_trades(source: ExpectedTradesSource, home: Path) -> pl.DataFrame:
-    """The bot's expected trades as stored; the `sim` kind is served by the simulator itself."""
-    reader = READERS.get(source.kind)
-    if reader is None:
-        raise ValueError(f"expected_trades kind {source.kind!r} is read by its connector, not from a source")
-    return reader(source, home)
+    """The bot's expected trades as its source holds them (validation casts and quarantines)."""
+    return READERS[source.kind](source, home)

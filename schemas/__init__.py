@@ -22,6 +22,17 @@ MODELS: dict[str, type[pa.DataFrameModel]] = {
     "expected_trades": ExpectedTradesModel,
 }
 
+
+
+def warm_up() -> None:
+    """Build and run every model once on an empty frame: the first validation otherwise pays
+    ~0.4 s of one-off set-up, inside the 10-second cycle instead of before it starts."""
+    from mt5recon import frames
+
+    for name, model in MODELS.items():
+        model.validate(frames.empty(name), lazy=True)
+
+
 __all__ = [
     "MODELS",
     "AccountsModel",

@@ -120,7 +120,7 @@ def test_terminal_satisfies_the_protocol() -> None:
 
 def test_calls_before_initialize_fail_like_the_module() -> None:
     fleet, _ = quiet()
-    term = fleet.terminal(5001)
+    term = fleet.terminal(5001, connect=False)
     assert term.positions_get() is None
     assert term.last_error()[0] == c.RES_E_INTERNAL_FAIL_INIT
     assert term.account_info() is None
@@ -134,6 +134,16 @@ def test_calls_before_initialize_fail_like_the_module() -> None:
     assert term.last_error()[0] == c.RES_E_INTERNAL_FAIL_INIT
     assert term.initialize() is True  # remembers its account
     assert term.account_info().login == 5001  # type: ignore[union-attr]
+
+
+def test_factory_terminal_is_attached_and_fresh() -> None:
+    fleet, _ = quiet()
+    one, two = fleet.terminal(5002), fleet.terminal(5002)
+    assert one is not two
+    assert one.account_info().login == 5002  # type: ignore[union-attr]
+    assert one.last_error() == (1, "Success")
+    with pytest.raises(KeyError):
+        fleet.terminal(4242)
 
 
 def test_initialize_validates_credentials() -> None:
@@ -239,7 +249,7 @@ def test_server_offset_applies_to_every_time() -> None:
     assert p2.time_update - p0.time_update == 7200
     assert o2.time_setup - o0.time_setup == 7200
     assert d2.time - d0.time == 7200 and d2.time_msc - d0.time_msc == 7_200_000
-    assert t2.time - t0.time == 7200
+    assert t0 is not None and t2 is not None and t2.time - t0.time == 7200
     # the date bounds are compared in the server's clock, like the real terminal
     term = gmt2.terminal(5001, connect=True)
     assert term.history_deals_get(START, START + timedelta(minutes=1)) == ()
@@ -319,6 +329,8 @@ def test_order_send_rejections() -> None:
     assert send(volume=0.015) == c.TRADE_RETCODE_INVALID_VOLUME
     assert send(volume=0.1, symbol="NOPE") == c.TRADE_RETCODE_INVALID
     assert send(volume=0.1, position=123) == c.TRADE_RETCODE_POSITION_CLOSED
+    assert send(volume=100.0) == 10019  # TRADE_RETCODE_NO_MONEY: 100 lots need ~108k of margin
+    assert term.positions_get() == ()
     assert term.order_send({"volume": 0.1}) is None
     assert term.last_error()[0] == c.RES_E_INVALID_PARAMS
     assert term.order_send({"action": 1, "bogus": 1}) is None
@@ -367,7 +379,7 @@ def test_expected_trades_contract() -> None:
 
 
 def test_expected_trades_match_broker_positions_by_identifier_and_tag() -> None:
-    fleet, clock = demo(rates=None)
+    fleet, _clock = demo(rates=None)
     acct = fleet.account(5001)
     open_rows = fleet.expected_trades(5001).filter(pl.col("closed_at").is_null())
     positions = {p.identifier: p for p in acct.positions()}

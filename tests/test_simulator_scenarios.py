@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import timedelta
 
@@ -240,7 +241,7 @@ def test_forced_stop_out_closes_the_biggest_loser(fleet: SimFleet, acct: SimAcco
     (deal,) = acct.stop_out(1)
     rest = term.positions_get()
     assert rest is not None and len(rest) == 1 and rest[0].price_open == pytest.approx(1.08005)
-    so = [d for d in acct.deals() if d.ticket == deal][0]
+    so = next(d for d in acct.deals() if d.ticket == deal)
     assert so.reason == c.DEAL_REASON_SO and so.comment.startswith("[so ") and so.profit < 0
 
 
@@ -440,7 +441,7 @@ def test_timeout_persistent_on_chosen_calls(acct: SimAccount, term: SimTerminal)
 
 
 def test_auth_failure(fleet: SimFleet, acct: SimAccount) -> None:
-    term = fleet.terminal(5001)
+    term = fleet.terminal(5001, connect=False)
     acct.fail_auth(2)
     assert term.initialize(login=5001, password="x") is False
     assert term.last_error()[0] == c.RES_E_AUTH_FAILED
@@ -454,8 +455,9 @@ def test_auth_failure(fleet: SimFleet, acct: SimAccount) -> None:
 @pytest.mark.parametrize("method", ["positions_get", "orders_get", "history_deals_get"])
 def test_none_snapshot_per_call(acct: SimAccount, term: SimTerminal, method: str) -> None:
     acct.fail_snapshot(2, methods={method})
-    calls = {"positions_get": term.positions_get, "orders_get": term.orders_get,
-             "history_deals_get": lambda: term.history_deals_get(0, 2**31)}
+    calls: dict[str, Callable[[], object]] = {
+        "positions_get": term.positions_get, "orders_get": term.orders_get,
+        "history_deals_get": lambda: term.history_deals_get(0, 2**31)}
     for name, call in calls.items():
         if name != method:
             assert call() is not None

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -14,7 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from mt5recon.store import migrations
-from mt5recon.store.lake import Store, StoreConfig, analyst_attach_sql, open_reader
+from mt5recon.store.lake import Store, StoreConfig, StoreLockedError, analyst_attach_sql, open_reader
 from mt5recon.store.samples import sample_cycle, sample_frame
 from mt5recon.store.tables import STORE_TABLES
 
@@ -31,7 +32,7 @@ def config(tmp_path: Path, extension_dir: Path) -> StoreConfig:
 
 
 @pytest.fixture()
-def store(config: StoreConfig) -> Store:
+def store(config: StoreConfig) -> Iterator[Store]:
     with Store.open(config) as opened:
         yield opened
 
@@ -39,7 +40,7 @@ def store(config: StoreConfig) -> Store:
 def read_table(con: duckdb.DuckDBPyConnection, table: str, cycle_id: str) -> pl.DataFrame:
     """A table's rows of one cycle, in declared dtypes, in a stable order."""
     frame = con.execute(f'SELECT * FROM "{table}" WHERE cycle_id = ?', [cycle_id]).pl()
-    return frame.cast(dict(STORE_TABLES[table])).sort(pl.all(), nulls_last=True)
+    return frame.cast(STORE_TABLES[table]).sort(pl.all(), nulls_last=True)
 
 
 def ledger_size(con: duckdb.DuckDBPyConnection) -> int:
@@ -62,7 +63,8 @@ def test_round_trip_every_table(store: Store) -> None:
 def test_columns_are_typed_from_polars(store: Store) -> None:
     types = dict(
         store.connection.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'recon' AND table_name = 'positions'"
+            "SELECT column_name, data_type FROM duckdb_columns()"
+            " WHERE database_name = 'recon' AND table_name = 'positions'"
         ).fetchall()
     )
     assert types["time_msc"] == "TIMESTAMP WITH TIME ZONE"
@@ -142,7 +144,9 @@ def test_a_failing_insert_rolls_back_the_whole_cycle(store: Store, monkeypatch: 
     assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (0,)
     monkeypatch.setattr(Store, "_insert", real_insert)
     assert not store.commit_cycle("c-6", frames).duplicate
-    assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (frames["positions"].height,)
+    assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (
+        frames["positions"].height,
+    )
 
 
 def test_migrate_is_versioned_and_a_no_op_when_current(config: StoreConfig) -> None:
@@ -155,8 +159,20 @@ def test_migrate_is_versioned_and_a_no_op_when_current(config: StoreConfig) -> N
         versions = store.connection.execute("SELECT version FROM schema_version").fetchall()
         assert versions == [(migrations.LATEST,)]
         assert store.has_cycle("c-7")
-        after = store.connection.execute("SELECT * FROM ducklake_snapshots('recon') WHERE snapshot_id > ?", snapshot)
+        after = store.connection.execute(
+            "SELECT * FROM ducklake_snapshots('recon') WHERE snapshot_id > ?", snapshot
+        )
         assert len(after.fetchall()) == 1  # only the cycle's commit: migrating created no snapshot
+
+
+def test_compaction_keeps_every_row(store: Store) -> None:
+    for i in range(4):
+        store.commit_cycle(f"k-{i}", sample_cycle(f"k-{i}"))
+    store.compact()
+    assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (4 * 300,)
+    assert store.connection.execute("SELECT count(*) FROM cycle_ledger").fetchone() == (4,)
+    assert store.commit_cycle("k-0", sample_cycle("k-0")).duplicate
+    assert not store.commit_cycle("k-4", sample_cycle("k-4")).duplicate
 
 
 def test_a_missing_registry_column_is_reported(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -183,6 +199,15 @@ def test_reader_is_read_only_and_sees_each_new_cycle(config: StoreConfig, store:
         assert reader.execute("SELECT count(*) FROM cycles").fetchone() == (20,)
     finally:
         reader.close()
+
+
+def test_a_second_writer_is_refused_but_readers_are_not(config: StoreConfig, store: Store) -> None:
+    with pytest.raises(StoreLockedError):
+        Store.open(config)
+    reader = open_reader(config)
+    reader.close()
+    store.close()
+    Store.open(config).close()  # the lock went with the first writer
 
 
 def test_analyst_sql_works_in_a_plain_duckdb(config: StoreConfig, store: Store, tmp_path: Path) -> None:

@@ -52,17 +52,21 @@ def cycle_counts(con: duckdb.DuckDBPyConnection, cycle_id: str) -> dict[str, int
 # ---- a reader in another process ------------------------------------------------------
 
 
-def reader_main(config: StoreConfig, commands: multiprocessing.Queue, replies: multiprocessing.Queue) -> None:
-    """Hold one read-only attach open; check each cycle announced; query non-stop in between."""
+def reader_main(
+    config: StoreConfig,
+    commands: multiprocessing.Queue[tuple[str, ...]],
+    replies: multiprocessing.Queue[tuple[object, ...]],
+) -> None:
+    """Hold one read-only attach open; check each cycle announced; keep querying in between."""
     errors: list[str] = []
     background_queries = 0
     con = open_reader(config)
     replies.put(("ready",))
     while True:
         try:
-            command = commands.get_nowait()
+            command = commands.get(timeout=0.02)
         except queue.Empty:
-            try:  # contend with the writer while it commits the next cycle
+            try:  # an analyst hammering the lake while the writer commits the next cycle
                 con.execute("SELECT count(*), max(cycle_id), sum(volume) FROM positions").fetchall()
                 background_queries += 1
             except duckdb.Error as exc:

@@ -38,14 +38,10 @@ def missing_causes(missing: pl.DataFrame, deals: pl.DataFrame, deals_ok: pl.Data
     """
     trades = deals.filter(pl.col("type").is_in(_TRADE_TYPES))
     entries = trades.filter(pl.col("entry") == _ENTRY_IN)
-    comment = pl.col("comment").str.strip_chars()
     tagged = (
         missing.select("login", "trade_id", "magic")
         .join(entries.select("login", "magic", "comment", pl.col("position_id").alias("tag_position")), on=["login", "magic"])
-        .filter(
-            (comment.str.len_chars() >= matching.MIN_TAG_CHARS)
-            & (pl.col("trade_id").str.starts_with(comment) | comment.str.contains(pl.col("trade_id"), literal=True))
-        )
+        .filter(matching.carries_tag(pl.col("comment"), pl.col("trade_id")))
         .group_by("login", "trade_id")
         .agg(pl.col("tag_position").min())
     )

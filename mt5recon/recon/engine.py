@@ -114,8 +114,11 @@ def reconcile(
         work.expected.filter(is_netting), work.positions.filter(is_netting)
     )
     net_missing, net_unknown = netting.one_sided_divergences(one_sided)
+    net_slippage = netting.entry_slippage(work.expected.filter(is_netting), work.deals, work.reconcilable)
     matches = pl.concat([hedge_matches, net_matches.cast(dict(MATCH_SCHEMA))], how="vertical")  # type: ignore[arg-type]
-    found = pl.concat([hedge_div, net_div, net_unknown, _netting_missing(net_missing, work.deals, deals_ok)], how="vertical")
+    found = pl.concat(
+        [hedge_div, net_div, net_slippage, net_unknown, _netting_missing(net_missing, work.deals, deals_ok)], how="vertical"
+    )
     found = found.sort("login", "kind", "break_id")
     return ReconResult(matches=matches.sort("login", "trade_id"), divergences=found, account_stats=_stats(work, matches, found))
 

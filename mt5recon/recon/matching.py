@@ -13,6 +13,15 @@ MIN_TAG_CHARS = 6  # a comment shorter than this is too weak to identify a trade
 PAIR_COLUMNS = ["login", "trade_id", "ticket", "stage", "score"]
 
 
+def carries_tag(comment: pl.Expr, trade_id: pl.Expr) -> pl.Expr:
+    """A broker comment names the bot's trade: it contains the trade id, or is the id cut short
+    (brokers truncate to ~31 chars), and is long enough to mean something."""
+    text = comment.str.strip_chars()
+    return (text.str.len_chars() >= MIN_TAG_CHARS) & (
+        trade_id.str.starts_with(text) | text.str.contains(trade_id, literal=True)
+    )
+
+
 def _unmatched(expected: pl.DataFrame, positions: pl.DataFrame, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return (
         expected.join(pairs.select("login", "trade_id"), on=["login", "trade_id"], how="anti"),
@@ -36,10 +45,7 @@ def by_tag(expected: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame:
         expected.filter(pl.col("magic").is_not_null() & pl.col("position_id").is_null())
         .select("login", "trade_id", "magic")
         .join(positions.select("login", "ticket", "magic", "comment"), on=["login", "magic"], how="inner")
-        .filter(
-            (comment.str.len_chars() >= MIN_TAG_CHARS)
-            & (pl.col("trade_id").str.starts_with(comment) | comment.str.contains(pl.col("trade_id"), literal=True))
-        )
+        .filter(carries_tag(pl.col("comment"), pl.col("trade_id")))
     )
     scored = candidates.select(
         "login", "trade_id", "ticket", pl.lit("tag").alias("stage"), (-comment.str.len_chars().cast(pl.Float64)).alias("score")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 from mt5recon.recon import divergences as dv
+from mt5recon.recon import matching
 
 _SIGN = pl.when(pl.col("dir") == 0).then(1.0).otherwise(-1.0)
 _EPS_LOTS = 1e-9
@@ -64,44 +65,62 @@ def reconcile_netting(expected: pl.DataFrame, positions: pl.DataFrame) -> tuple[
         (pl.col("net_broker") / pl.col("net_expected")).alias("volume_ratio"),
     )
     same_side = (pl.col("net_broker") * pl.col("net_expected")) > 0
-    sign = pl.when(pl.col("net_expected") > 0).then(1.0).otherwise(-1.0)
     frame = both.with_columns(
-        ((pl.col("price_broker") - pl.col("vwap_expected")) * sign / pl.col("pip")).alias("slip_pips"),
         ((pl.col("net_broker") - pl.col("net_expected")) / pl.col("net_expected").abs() * 100).alias("volume_pct_diff"),
         pl.col("symbol_pos").alias("symbol"),
         pl.lit("netting").alias("stage"),
-        pl.col("net_broker").abs().alias("volume_pos"),
     )
-    identity = pl.concat_str([pl.lit("sym"), pl.col("norm_symbol")])
-    divergences = pl.concat(
-        [
-            dv.rows(
-                frame.filter(same_side & (pl.col("slip_pips").abs() > pl.col("slippage_pips"))),
-                kind=dv.SLIPPAGE,
-                identity=identity,
-                expected=pl.col("vwap_expected"),
-                actual=pl.col("price_broker"),
-                size_pips=pl.col("slip_pips"),
-                size_money=dv.money(pl.col("slip_pips")),
-                cause=pl.when(pl.col("slip_pips") > 0).then(pl.lit("adverse")).otherwise(pl.lit("favourable")),
-            ),
-            dv.rows(
-                frame.filter(pl.col("volume_pct_diff").abs() > pl.col("volume_pct")),
-                kind=dv.VOLUME_MISMATCH,
-                identity=identity,
-                expected=pl.col("net_expected"),
-                actual=pl.col("net_broker"),
-                cause=pl.when(~same_side)
-                .then(pl.lit("opposite_side"))
-                .when(pl.col("net_broker").abs() < pl.col("net_expected").abs())
-                .then(pl.lit("partial_fill"))
-                .otherwise(pl.lit("over_fill")),
-            ),
-        ],
-        how="vertical",
+    divergences = dv.rows(
+        frame.filter(pl.col("volume_pct_diff").abs() > pl.col("volume_pct")),
+        kind=dv.VOLUME_MISMATCH,
+        identity=pl.concat_str([pl.lit("sym"), pl.col("norm_symbol")]),
+        expected=pl.col("net_expected"),
+        actual=pl.col("net_broker"),
+        cause=pl.when(~same_side)
+        .then(pl.lit("opposite_side"))
+        .when(pl.col("net_broker").abs() < pl.col("net_expected").abs())
+        .then(pl.lit("partial_fill"))
+        .otherwise(pl.lit("over_fill")),
     )
     one_sided = joined.filter(pl.col("net_expected").is_null() | pl.col("net_broker").is_null())
     return matches, divergences, one_sided
+
+
+def entry_slippage(expected: pl.DataFrame, deals: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
+    """Per-trade slippage on netting accounts, from the entry deal that carries the bot's tag.
+
+    The netted position's price is an average that MT5 keeps through reductions, so it says
+    nothing about one trade's fill; the trade's own entry deal does.
+    """
+    entries = deals.filter(pl.col("type").is_in([0, 1]) & pl.col("entry").is_in([0, 2])).select(
+        "login", "magic", "comment", pl.col("price").alias("price_open"), pl.col("volume").alias("volume_deal"),
+        pl.col("position_id").alias("identifier"), pl.col("symbol").alias("symbol_deal"), "time_msc",
+    )
+    tagged = (
+        expected.filter(pl.col("magic").is_not_null())
+        .join(entries, on=["login", "magic"], how="inner")
+        .filter(matching.carries_tag(pl.col("comment"), pl.col("trade_id")))
+        .sort("time_msc")
+        .group_by("login", "trade_id", maintain_order=True)
+        .first()
+        .join(accounts.select("login", "currency"), on="login", how="left")
+    )
+    frame = tagged.with_columns(
+        ((pl.col("price_open") - pl.col("price")) * _SIGN / pl.col("pip")).alias("slip_pips"),
+        pl.col("symbol_deal").alias("symbol"),
+        pl.lit("netting").alias("stage"),
+        pl.col("volume_deal").alias("volume_pos"),
+    )
+    return dv.rows(
+        frame.filter(pl.col("slip_pips").abs() > pl.col("slippage_pips")),
+        kind=dv.SLIPPAGE,
+        identity=pl.col("trade_id"),
+        expected=pl.col("price"),
+        actual=pl.col("price_open"),
+        size_pips=pl.col("slip_pips"),
+        size_money=dv.money(pl.col("slip_pips")),
+        cause=pl.when(pl.col("slip_pips") > 0).then(pl.lit("adverse")).otherwise(pl.lit("favourable")),
+    )
 
 
 def one_sided_divergences(one_sided: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

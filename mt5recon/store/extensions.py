@@ -42,7 +42,8 @@ def packaged_file(name: str) -> Path:
 
 def connect(extension_dir: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that installs extensions only under `extension_dir`, never auto-downloads."""
-    extension_dir.mkdir(parents=True, exist_ok=True)
+    if not extension_dir.is_dir():
+        extension_dir.mkdir(parents=True, exist_ok=True)
     return duckdb.connect(
         config={
             "extension_directory": str(extension_dir),
@@ -53,7 +54,15 @@ def connect(extension_dir: Path) -> duckdb.DuckDBPyConnection:
 
 
 def load(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
-    """Install (from the wheel, a no-op when present) and load each extension."""
+    """Load each extension, installing it from its wheel first if the folder lacks it.
+
+    Trying LOAD first means a reader never writes to the folder once the writer has
+    installed the extensions there (an analyst may only have read access to it).
+    """
     for name in names:
-        con.execute(f"INSTALL {literal(str(packaged_file(name)))}")
-        con.execute(f"LOAD {name}")  # name is one of PACKAGES' keys, checked by packaged_file
+        source = literal(str(packaged_file(name)))  # also checks `name` is one of PACKAGES
+        try:
+            con.execute(f"LOAD {name}")
+        except duckdb.IOException:
+            con.execute(f"FORCE INSTALL {source}")
+            con.execute(f"LOAD {name}")

@@ -10,6 +10,7 @@ row, so a crash leaves either the whole cycle or nothing, and a retried cycle is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,13 +19,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import duckdb
 import polars as pl
 
 from mt5recon.store import extensions, migrations
+from mt5recon.store.cycle_lock import PostgresCycleLocks
 from mt5recon.store.sqltext import identifier, literal, plain_identifier
 from mt5recon.store.tables import CYCLE_ID, STORE_TABLES
+from mt5recon.store.writer_lock import StoreLockedError, WriterLock
+
+__all__ = [
+    "CommitResult",
+    "Store",
+    "StoreConfig",
+    "StoreLockedError",
+    "analyst_attach_sql",
+    "attach_sql",
+    "open_reader",
+    "prepare_frames",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -72,12 +87,14 @@ class StoreConfig:
         extension_dir: str | os.PathLike[str] | None = None,
         **options: object,
     ) -> StoreConfig:
-        """The default layout: `<home>/store/catalog.sqlite`, `<home>/store/data/`, `<home>/store/extensions`."""
+        """The default layout under `<home>/store/`: `catalog.sqlite`, `data/`, `extensions/`."""
         root = Path(home).expanduser().resolve() / "store"
         return cls(
             catalog=catalog if catalog is not None else str(root / "catalog.sqlite"),
             data_path=data_path if data_path is not None else str(root / "data") + os.sep,
-            extension_dir=str(Path(extension_dir).resolve() if extension_dir is not None else root / "extensions"),
+            extension_dir=str(
+                Path(extension_dir).resolve() if extension_dir is not None else root / "extensions"
+            ),
             **options,  # type: ignore[arg-type]
         )
 
@@ -92,6 +109,17 @@ class StoreConfig:
         if self.is_postgres:
             return None
         return Path(self.catalog.removeprefix(_SQLITE_PREFIX))
+
+    @property
+    def writer_lock_path(self) -> Path | None:
+        """The file whose OS lock makes a SQLite-catalog lake single-writer (None for Postgres)."""
+        sqlite_path = self.sqlite_path
+        return None if sqlite_path is None else sqlite_path.with_name(sqlite_path.name + ".writer-lock")
+
+    @property
+    def postgres_dsn(self) -> str | None:
+        """The libpq DSN of a Postgres catalog (None for SQLite)."""
+        return self.catalog[len(_POSTGRES_PREFIX) :] if self.is_postgres else None
 
     @property
     def attach_target(self) -> str:
@@ -139,7 +167,9 @@ def _attach_options(config: StoreConfig, *, read_only: bool) -> str:
 def attach_sql(config: StoreConfig, *, read_only: bool) -> str:
     """The ATTACH statement for this lake."""
     alias = plain_identifier(config.alias)
-    return f"ATTACH {literal(config.attach_target)} AS {alias} ({_attach_options(config, read_only=read_only)})"
+    return (
+        f"ATTACH {literal(config.attach_target)} AS {alias} ({_attach_options(config, read_only=read_only)})"
+    )
 
 
 def _connect(config: StoreConfig, *, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -237,13 +267,29 @@ class Store:
 
     config: StoreConfig
     connection: duckdb.DuckDBPyConnection
+    _lock: WriterLock | None = field(default=None, repr=False)
+    _cycle_locks: PostgresCycleLocks | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
     def open(cls, config: StoreConfig, *, migrate: bool = True) -> Store:
-        """Attach read-write (creating the lake if new) and, by default, bring its schema up to date."""
+        """Attach read-write (creating the lake if new) and, by default, bring its schema up to date.
+
+        A SQLite-catalog lake takes an OS writer lock first: a second writer process gets
+        StoreLockedError at once instead of corrupting the catalog. A Postgres-catalog lake
+        admits several writers; advisory locks serialize migrations and commits of one cycle.
+        """
         _prepare_local_folders(config)
-        store = cls(config, _connect(config, read_only=False))
+        lock_path = config.writer_lock_path
+        lock = WriterLock.acquire(lock_path) if lock_path is not None else None
+        dsn = config.postgres_dsn
+        cycle_locks = PostgresCycleLocks(dsn, config.metadata_schema) if dsn is not None else None
+        try:
+            store = cls(config, _connect(config, read_only=False), lock, cycle_locks)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         if migrate:
             try:
                 store.migrate()
@@ -252,7 +298,7 @@ class Store:
                 raise
         return store
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -264,10 +310,16 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Detach; an open transaction is rolled back by DuckDB."""
+        """Detach (an open transaction is rolled back by DuckDB) and drop the writer lock."""
         if not self._closed:
             self._closed = True
-            self.connection.close()
+            try:
+                self.connection.close()
+            finally:
+                if self._cycle_locks is not None:
+                    self._cycle_locks.close()
+                if self._lock is not None:
+                    self._lock.release()
 
     # ---- schema -------------------------------------------------------------------------
 
@@ -278,7 +330,8 @@ class Store:
     def _table_exists(self, name: str) -> bool:
         """Whether the lake has table `name` in its main schema."""
         row = self.connection.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name = ?",
+            "SELECT count(*) FROM duckdb_tables()"
+            " WHERE database_name = ? AND schema_name = 'main' AND table_name = ?",
             [self.config.alias, name],
         ).fetchone()
         return row is not None and row[0] > 0
@@ -292,11 +345,18 @@ class Store:
         ).fetchone()
         return int(row[0]) if row is not None else 0
 
+    def _exclusive(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Mutual exclusion among the writers of a Postgres-catalog lake (one writer needs none)."""
+        if self._cycle_locks is None:
+            return contextlib.nullcontext()
+        return self._cycle_locks.hold(name)
+
     def migrate(self) -> int:
         """Apply the migrations this lake lacks, each in its own transaction; a no-op when current."""
-        for migration in migrations.MIGRATIONS:
-            if migration.version > self.schema_version():
-                self._apply(migration)
+        with self._exclusive("migrate"):
+            for migration in migrations.MIGRATIONS:
+                if migration.version > self.schema_version():
+                    self._apply(migration)
         self._check_columns()
         return self.schema_version()
 
@@ -312,11 +372,6 @@ class Store:
                 [migration.version, migration.description],
             )
             con.execute("COMMIT")
-        except duckdb.TransactionException:
-            self._rollback_quietly()
-            # another writer may have applied it at the same moment (Postgres catalog)
-            if self.schema_version() < migration.version:
-                raise
         except BaseException:
             self._rollback_quietly()
             raise
@@ -325,7 +380,8 @@ class Store:
     def _check_columns(self) -> None:
         """Fail loudly when STORE_TABLES declares a column the lake lacks (a migration is missing)."""
         rows = self.connection.execute(
-            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main'",
+            "SELECT table_name, column_name FROM duckdb_columns()"
+            " WHERE database_name = ? AND schema_name = 'main'",
             [self.config.alias],
         ).fetchall()
         present: dict[str, set[str]] = {}
@@ -360,22 +416,31 @@ class Store:
         return self._ledger_counts(cycle_id) is not None
 
     def commit_cycle(self, cycle_id: str, frames: Mapping[str, pl.DataFrame]) -> CommitResult:
-        """Write every frame and the ledger row in one transaction; a cycle already in the ledger writes nothing.
+        """Write every frame and the ledger row in ONE transaction; a cycle the ledger has writes nothing.
 
-        Sequential retries and replays are safe. Two writers committing the SAME cycle_id at the
-        same instant (Postgres catalog) are not arbitrated: DuckLake does not conflict appends.
+        Frames are checked first (ValueError, nothing written). Any failure rolls the whole
+        cycle back, so the caller may simply retry it.
         """
         prepared = prepare_frames(cycle_id, frames)
-        counts = {table: frame.height for table, frame in prepared.items()}
         started = time.perf_counter()
+        with self._exclusive("cycle\x00" + cycle_id):
+            duplicate, counts = self._commit_prepared(cycle_id, prepared)
+        snapshot = None if duplicate else self._last_snapshot()
+        return CommitResult(cycle_id, duplicate, counts, snapshot, time.perf_counter() - started)
+
+    def _commit_prepared(
+        self, cycle_id: str, prepared: dict[str, pl.DataFrame]
+    ) -> tuple[bool, dict[str, int]]:
+        """The transaction itself: (True, recorded counts) for a cycle already in the ledger."""
         con = self.connection
         con.execute("BEGIN TRANSACTION")
         try:
             recorded = self._ledger_counts(cycle_id)
             if recorded is not None:
                 con.execute("ROLLBACK")
-                return CommitResult(cycle_id, True, recorded, None, time.perf_counter() - started)
+                return True, recorded
             _log.debug("cycle %s: transaction begun", cycle_id, extra={"store_phase": "begun"})
+            counts = {table: frame.height for table, frame in prepared.items()}
             for table, frame in prepared.items():
                 self._insert(table, frame)
             con.execute(
@@ -387,10 +452,8 @@ class Store:
         except BaseException:
             self._rollback_quietly()
             raise
-        snapshot = self._last_snapshot()
-        seconds = time.perf_counter() - started
         _log.debug("cycle %s: committed", cycle_id, extra={"store_phase": "committed"})
-        return CommitResult(cycle_id, False, counts, snapshot, seconds)
+        return False, counts
 
     def _insert(self, table: str, frame: pl.DataFrame) -> None:
         """Append a conformed frame through DuckDB's Arrow scan, columns named in the table's order."""
@@ -406,7 +469,10 @@ class Store:
         finally:
             self.connection.unregister(view)
         _log.debug(
-            "inserted %d rows into %s", frame.height, table, extra={"store_phase": "inserted", "store_table": table}
+            "inserted %d rows into %s",
+            frame.height,
+            table,
+            extra={"store_phase": "inserted", "store_table": table},
         )
 
     def _last_snapshot(self) -> int | None:
@@ -418,10 +484,8 @@ class Store:
 
     def _rollback_quietly(self) -> None:
         """Roll back if a transaction is still open (a failed COMMIT has already ended it)."""
-        try:
+        with contextlib.suppress(duckdb.Error):
             self.connection.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
 
     # ---- maintenance --------------------------------------------------------------------
 
@@ -432,5 +496,9 @@ class Store:
         time travel to them keeps working, until `ducklake_expire_snapshots` and
         `ducklake_cleanup_old_files` are run.
         """
-        self.connection.execute("SELECT * FROM ducklake_flush_inlined_data(?)", [self.config.alias]).fetchall()
-        self.connection.execute("SELECT * FROM ducklake_merge_adjacent_files(?)", [self.config.alias]).fetchall()
+        self.connection.execute(
+            "SELECT * FROM ducklake_flush_inlined_data(?)", [self.config.alias]
+        ).fetchall()
+        self.connection.execute(
+            "SELECT * FROM ducklake_merge_adjacent_files(?)", [self.config.alias]
+        ).fetchall()

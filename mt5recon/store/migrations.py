@@ -76,8 +76,6 @@ class Migration:
     statements: Callable[[str], list[str]]
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "store tables, cycle ledger, schema version", _v1),
-)
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "store tables, cycle ledger, schema version", _v1),)
 
 LATEST = MIGRATIONS[-1].version

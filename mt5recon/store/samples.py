@@ -13,7 +13,7 @@ import polars as pl
 
 from mt5recon.store.tables import CYCLE_ID, STORE_TABLES
 
-_EPOCH = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)
 _CYCLE_ID_COLUMN = next(iter(CYCLE_ID))
 
 # rows of a typical 10-second cycle of a 10-account fleet

@@ -246,22 +246,28 @@ class SimAccount:
         return self.book.balance_op(amount, self._fleet.event_ms(), comment, c.DEAL_TYPE_CREDIT).ticket
 
     @synced
-    def drawdown(self, pct: float) -> str:
-        """Equity falls ~pct % through an adverse move of this account's biggest exposure.
+    def drawdown(self, pct: float, *, max_move_pct: float | None = None) -> str:
+        """Equity falls ~pct % through an adverse move of the symbol that needs the smallest move.
 
-        It is a market move: every account holding that symbol feels it. Returns the symbol.
+        It is a market move: every account holding that symbol feels it (and stops may fire on
+        the next step). max_move_pct caps the move, so the fall may then be smaller. Returns the
+        broker's name of the symbol moved.
         """
         exposure: dict[str, float] = {}
         for p in self.book.positions.values():
             q = p.quote
             signed = p.volume * q.spec.contract_size * q.profit_rate
             exposure[p.symbol] = exposure.get(p.symbol, 0.0) + (signed if p.buy else -signed)
-        if not exposure or not any(exposure.values()):
+        exposure = {s: e for s, e in exposure.items() if abs(e) > 1e-9}
+        if not exposure:
             raise ValueError(f"account {self.login} has no exposure to move against")
-        name = max(exposure, key=lambda s: abs(exposure[s]))
+        quotes = self.book.quotes
+        name = max(exposure, key=lambda s: abs(exposure[s]) * quotes[s].mid)
+        q = quotes[name]
         equity, _, _ = self.book.margin_level()
-        q = self.book.quotes[name]
         move = equity * pct / 100.0 / abs(exposure[name])
+        if max_move_pct is not None:
+            move = min(move, q.mid * max_move_pct / 100.0)
         new_mid = q.mid - move if exposure[name] > 0 else q.mid + move
         self._fleet.market.set_mid(q.spec.name, max(new_mid, q.mid * 0.2), self._fleet.event_ms())
         return name

@@ -420,6 +420,14 @@ class Book:
         equity = self.balance + self.credit + profit
         return equity, margin, (equity / margin * 100.0 if margin > 0 else 0.0)
 
+    def can_afford(self, symbol: str, type_: int, volume: float) -> bool:
+        """Free margin covers a new exposure (a netting fill against the position always can)."""
+        existing = None if self.hedging else self.net.get(symbol)
+        if existing is not None and existing.type != type_ and volume <= existing.volume + _EPS:
+            return True
+        equity, margin, _ = self.margin_level()
+        return volume * self.quotes[symbol].margin_per_lot / self.spec.leverage <= equity - margin
+
     def check_stop_out(self, t_ms: int) -> list[Fill]:
         if not self.positions:
             return []

@@ -99,6 +99,7 @@ class Bot:
         self._plans: dict[int, _LimitPlan] = {}
         self._seq = 0
         self._p_open = config.opens_per_hour / 3600.0
+        self._size = min(2.0, max(0.1, spec.balance / 50_000.0))
         book.on_close.append(self._broker_closed)
         book.on_fill.append(self._order_filled)
 
@@ -176,7 +177,7 @@ class Bot:
         """A market entry; positive slippage is against the bot (a buy fills higher)."""
         sym = self.resolve_symbol(symbol, rng)
         side = side or rng.choice(("buy", "sell"))
-        volume = volume if volume is not None else rng.choice(self.config.volumes)
+        volume = volume if volume is not None else self.random_volume(rng)
         q = self.quote(sym)
         spec = q.spec
         req = _entry_price(q, side)
@@ -195,7 +196,7 @@ class Bot:
         """A limit entry; the expected trade is written when (if) it fills."""
         sym = self.resolve_symbol(symbol, rng)
         side = side or rng.choice(("buy", "sell"))
-        volume = volume if volume is not None else rng.choice(self.config.volumes)
+        volume = volume if volume is not None else self.random_volume(rng)
         q = self.quote(sym)
         spec = q.spec
         dist = distance_pips * spec.pip if distance_pips is not None else q.mid * spec.daily_vol * rng.uniform(
@@ -290,20 +291,37 @@ class Bot:
             tr = self.open.get(tid)
             if tr is not None:
                 self._mark_closed(tr, at)
+        if t % 600 == 0:
+            self._forget(t_ms - int(self.config.keep_closed_secs * 1000))
         if self._plans:
             for ticket, plan in list(self._plans.items()):
                 if plan.expire_ms <= t_ms:
                     self.book.remove_order(ticket)
                     del self._plans[ticket]
 
+    def _forget(self, before_ms: int) -> None:
+        """A long live run keeps only recent history of closed trades in memory."""
+        old = [tid for tid, tr in self.trades.items() if tr.closed_ms is not None and tr.closed_ms < before_ms]
+        for tid in old:
+            del self.trades[tid]
+
+    def random_volume(self, rng: random.Random) -> float:
+        """Lot sizes scale with the account, so a small account trades small."""
+        return max(0.01, round(rng.choice(self.config.volumes) * self._size, 2))
+
     def open_random(self, t_ms: int) -> None:
         rng = self.rng
+        symbol = rng.choice(self._symbol_list)
+        side = rng.choice(("buy", "sell"))
+        volume = self.random_volume(rng)
+        if not self.book.can_afford(self.symbols[symbol], _order_type(side), volume):
+            return  # the EA checks free margin before it sends
         if rng.random() < self.config.limit_order_prob:
-            self.place_limit(t_ms, rng)
+            self.place_limit(t_ms, rng, symbol=symbol, side=side, volume=volume)
             return
         slip = rng.choice((-1.0, 1.0)) * round(rng.uniform(1.0, 8.0), 1) if rng.random() < self.rates.slippage else 0.0
         ratio = rng.choice((0.3, 0.5, 0.8)) if rng.random() < self.rates.partial_fill else 1.0
-        self.open_trade(t_ms, rng, slippage_pips=slip, fill_ratio=ratio)
+        self.open_trade(t_ms, rng, symbol=symbol, side=side, volume=volume, slippage_pips=slip, fill_ratio=ratio)
 
     def backfill(self, t0: int, count: int) -> list[Event]:
         """Trades of the hour before `t0`, as events to run in time order with other accounts'."""
@@ -316,7 +334,7 @@ class Bot:
             close_ms = open_ms + self._hold_ms(None, rng)
             sym = rng.choice(self._symbol_list)
             side = rng.choice(("buy", "sell"))
-            volume = rng.choice(self.config.volumes)
+            volume = self.random_volume(rng)
             q = self.quote(sym)
             req = self._past_price(q, side, age, rng, entry=True)
             still_open = close_ms > now_ms

@@ -24,6 +24,7 @@ class BotConfig:
     limit_expiry_secs: float = 900.0
     record_position_id_prob: float = 0.85  # the bot writes down the broker identifier
     notice_delay_secs: tuple[float, float] = (20.0, 90.0)  # until the bot sees a broker close
+    keep_closed_secs: float = 86_400.0  # closed trades older than this leave memory (not SQLite)
     backfill_hedging: int = 55  # trades of the hour before start (most still open)
     backfill_netting: int = 12
 

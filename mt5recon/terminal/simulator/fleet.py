@@ -61,6 +61,8 @@ def demo_accounts(n: int = 10, first_login: int = 5001) -> list[AccountSpec]:
 
 
 class SimFleet:
+    """One market, many accounts and their bots; every call first steps the world to the clock."""
+
     def __init__(self, specs: Sequence[AccountSpec], *, seed: int = 7, clock: Clock | None = None,
                  rates: ScenarioRates | None = None, bot: BotConfig | None = None, server_offset_secs: int = 0,
                  volatility: float = 1.0, prepopulate: bool = True,
@@ -192,14 +194,15 @@ class SimFleet:
     def has_account(self, login: int) -> bool:
         return login in self._accounts
 
-    def terminal(self, login: int | None = None, *, connect: bool = False) -> SimTerminal:
-        """A fresh terminal whose default account is `login`; call initialize() (or pass
-        connect=True) before use, as with the real module."""
+    def terminal(self, login: int | None = None, *, connect: bool = True) -> SimTerminal:
+        """A fresh terminal for `login`, already attached as after initialize(login=...) (no fault
+        is consumed). connect=False gives one that fails every call until initialize()."""
         from mt5recon.terminal.simulator.terminal import SimTerminal
 
         term = SimTerminal(self, login)
-        if connect and not term.initialize(login=login):
-            raise RuntimeError(f"terminal for {login} failed to initialize: {term.last_error()}")
+        if connect and login is not None:
+            self.account(login)  # unknown logins fail here, loudly
+            term.attach()
         return term
 
     @synced

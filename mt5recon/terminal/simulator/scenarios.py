@@ -61,6 +61,11 @@ def _withdrawal(a: SimAccount, r: random.Random) -> None:
         a.withdraw(amount)
 
 
+def _drawdown(a: SimAccount, r: random.Random) -> None:
+    if a.book.positions:
+        a.drawdown(r.uniform(1.0, 4.0), max_move_pct=1.5)  # never a crash of the whole market
+
+
 ACCOUNT_EVENTS: dict[str, AccountEvent] = {
     "manual_trade_per_hour": _manual_trade,
     "foreign_ea_per_hour": _foreign_ea,
@@ -69,7 +74,7 @@ ACCOUNT_EVENTS: dict[str, AccountEvent] = {
     "ticket_change_per_hour": _ticket_change,
     "deposit_per_hour": lambda a, r: a.deposit(round(r.uniform(500.0, 5000.0), -2)),
     "withdrawal_per_hour": _withdrawal,
-    "drawdown_per_hour": lambda a, r: a.drawdown(r.uniform(1.0, 4.0)) if a.book.positions else None,
+    "drawdown_per_hour": _drawdown,
     "stop_out_per_hour": lambda a, r: a.stop_out(1),
     "disconnect_per_hour": lambda a, r: a.disconnect(r.uniform(10.0, 180.0)),
     "timeout_per_hour": lambda a, r: a.fail_timeout(1),

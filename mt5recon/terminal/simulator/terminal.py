@@ -173,6 +173,12 @@ class SimTerminal:
             return False
         return self._log_in("login", login, password, server)
 
+    def attach(self) -> None:
+        """Bind to the default account without a login round-trip (a terminal started logged in)."""
+        if self._default_login is None:
+            raise ValueError("no account to attach to")
+        self._initialized, self._login, self._error = True, self._default_login, OK
+
     def shutdown(self) -> None:
         self._initialized = False
         self._error = OK

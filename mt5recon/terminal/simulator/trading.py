@@ -16,6 +16,7 @@ from mt5recon.terminal.simulator.market import Quote
 
 TRADE_RETCODE_INVALID_PRICE = 10015
 TRADE_RETCODE_INVALID_STOPS = 10016
+TRADE_RETCODE_NO_MONEY = 10019
 
 _DEFAULTS: dict[str, Any] = {
     "action": 0, "magic": 0, "order": 0, "symbol": "", "volume": 0.0, "price": 0.0, "stoplimit": 0.0, "sl": 0.0,
@@ -30,6 +31,7 @@ _MESSAGES = {
     c.TRADE_RETCODE_POSITION_CLOSED: "Position doesn't exist",
     TRADE_RETCODE_INVALID_PRICE: "Invalid price",
     TRADE_RETCODE_INVALID_STOPS: "Invalid stops",
+    TRADE_RETCODE_NO_MONEY: "No money",
 }
 
 
@@ -103,6 +105,8 @@ def _deal(book: Book, req: TradeRequest, t_ms: int, request_id: int) -> OrderSen
     else:
         if _bad_stops(buy, q.bid if buy else q.ask, req.sl, req.tp):
             return _result(req, request_id, TRADE_RETCODE_INVALID_STOPS, q)
+        if not book.can_afford(symbol, req.type, req.volume):
+            return _result(req, request_id, TRADE_RETCODE_NO_MONEY, q)
         fill = book.open_or_net(symbol, req.type, req.volume, price, t_ms, magic=req.magic,
                                 reason=c.DEAL_REASON_EXPERT, comment=req.comment, sl=req.sl, tp=req.tp)
     return _result(req, request_id, c.TRADE_RETCODE_DONE, q, fill)
