@@ -117,6 +117,7 @@ def reconcile_cycle(validated: ValidatedCycle, fleet: FleetConfig) -> ReconResul
         symbols=v["symbols"],
         expected_trades=v["expected_trades"],
         tolerances=fleet.tolerances,
+        quarantine=validated.quarantine,
     )
 
 

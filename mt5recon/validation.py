@@ -26,6 +26,7 @@ QUARANTINE_COLUMNS = pl.Schema(
     }
 )
 _ROW = "__row"
+_WHY = "__why"  # internal; frames have their own `reason` column (MT5 deal/position reason)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,14 @@ def _conform(name: str, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     missing = [c for c in schema if c not in df.columns]
     if missing:
         reason = f"missing column(s): {', '.join(missing)}"
-        return df.clear().select(_ROW), df.select(_ROW, pl.lit(reason).alias("reason"))
+        return df.clear().select(_ROW), df.select(_ROW, pl.lit(reason).alias(_WHY))
+    # a blank text cell (CSV) means "no value" for a typed column, not an unreadable one
+    blanks = [
+        pl.when(pl.col(c).str.strip_chars() == "").then(None).otherwise(pl.col(c)).alias(c)
+        for c, dtype in schema.items()
+        if df.schema[c] == pl.String and dtype != pl.String
+    ]
+    df = df.with_columns(blanks) if blanks else df
     cast = df.with_columns([_cast_expr(c, df.schema[c], dtype) for c, dtype in schema.items()])
     bad = [
         pl.when(df[c].is_not_null() & cast[c].is_null()).then(
@@ -71,9 +79,9 @@ def _conform(name: str, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         if df.schema[c] != dtype
     ]
     if not bad:
-        return cast, df.clear().select(_ROW, pl.lit("").alias("reason"))
-    reasons = df.select(_ROW, pl.concat_str(bad, separator="; ", ignore_nulls=True).alias("reason"))
-    failed = reasons.filter(pl.col("reason").is_not_null() & (pl.col("reason") != ""))
+        return cast, df.clear().select(_ROW, pl.lit("").alias(_WHY))
+    reasons = df.select(_ROW, pl.concat_str(bad, separator="; ", ignore_nulls=True).alias(_WHY))
+    failed = reasons.filter(pl.col(_WHY).is_not_null() & (pl.col(_WHY) != ""))
     return cast.filter(~pl.col(_ROW).is_in(failed[_ROW].implode())), failed
 
 
@@ -86,39 +94,39 @@ def _pandera_failures(name: str, df: pl.DataFrame) -> pl.DataFrame:
     except SchemaError as error:  # a non-lazy path still yields a failure-case frame
         cases = error.failure_cases if isinstance(error.failure_cases, pl.DataFrame) else pl.DataFrame()
     else:
-        return pl.DataFrame(schema={_ROW: pl.Int64, "reason": pl.String})
+        return pl.DataFrame(schema={_ROW: pl.Int64, _WHY: pl.String})
     row_check = pl.col("schema_context") == "DataFrameSchema"
     described = cases.with_columns(
         pl.when(row_check)
         .then(pl.col("check"))
-        .otherwise(pl.format("{}: {} ({})", pl.col("column"), pl.col("check"), pl.col("failure_case").cast(pl.String).str.slice(0, 80)))
-        .alias("reason")
+        .otherwise(pl.format("{}: {} ({})", pl.col("column"), pl.col("check"), pl.col("failure_case").cast(pl.String).fill_null("null").str.slice(0, 80)))
+        .alias(_WHY)
     )
     frame_wide = described.filter(pl.col("index").is_null())
     if frame_wide.height:
-        reason = "; ".join(frame_wide["reason"].unique(maintain_order=True).to_list())
-        return df.select(pl.col(_ROW), pl.lit(reason).alias("reason"))
+        reason = "; ".join(frame_wide[_WHY].unique(maintain_order=True).to_list())
+        return df.select(pl.col(_ROW), pl.lit(reason).alias(_WHY))
     row_of_index = df.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("index"), pl.col(_ROW))
     return (
         described.with_columns(pl.col("index").cast(pl.Int64))
         .group_by("index", maintain_order=True)
-        .agg(pl.col("reason").unique(maintain_order=True).str.join("; "))
+        .agg(pl.col(_WHY).unique(maintain_order=True).str.join("; "))
         .join(row_of_index, on="index", how="inner")
-        .select(_ROW, "reason")
+        .select(_ROW, _WHY)
     )
 
 
 def _quarantine_rows(name: str, raw: pl.DataFrame, reasons: pl.DataFrame, now: datetime) -> pl.DataFrame:
     if reasons.height == 0:
         return empty_quarantine()
-    picked = raw.join(reasons.group_by(_ROW).agg(pl.col("reason").str.join("; ")), on=_ROW, how="inner")
+    picked = raw.join(reasons.group_by(_ROW).agg(pl.col(_WHY).str.join("; ")), on=_ROW, how="inner")
     login = pl.col("login").cast(pl.Int64, strict=False) if "login" in raw.columns else pl.lit(None, pl.Int64)
-    payload = [c for c in raw.columns if c != _ROW]
+    payload = [c for c in raw.columns if c not in (_ROW, _WHY)]
     return picked.select(
         pl.lit(name).alias("frame"),
         login.alias("login"),
         pl.col(_ROW).cast(pl.Int64).alias("row_index"),
-        pl.col("reason"),
+        pl.col(_WHY).alias("reason"),
         pl.struct(payload).struct.json_encode().alias("raw"),
         pl.lit(now).cast(frames.UTC_US).alias("quarantined_at"),
     ).sort("row_index")
@@ -130,9 +138,12 @@ def validate_frame(name: str, df: pl.DataFrame, *, now: datetime) -> Validated:
     conformed, cast_failures = _conform(name, raw)
     check_failures = _pandera_failures(name, conformed) if conformed.height else cast_failures.clear()
     reasons = pl.concat([cast_failures, check_failures], how="vertical")
-    valid = conformed.filter(~pl.col(_ROW).is_in(check_failures[_ROW].implode())).drop(_ROW)
     schema = frames.ALL_FRAMES[name]
-    return Validated(valid=valid.select(list(schema)), quarantined=_quarantine_rows(name, raw, reasons, now))
+    if conformed.height == 0:
+        valid = pl.DataFrame(schema=schema)
+    else:
+        valid = conformed.filter(~pl.col(_ROW).is_in(check_failures[_ROW].implode())).select(list(schema))
+    return Validated(valid=valid, quarantined=_quarantine_rows(name, raw, reasons, now))
 
 
 def quarantine_unknown_symbols(
@@ -146,7 +157,7 @@ def quarantine_unknown_symbols(
     unknown = joined.filter(pl.col("__known").is_null()).drop("__known")
     if unknown.height == 0:
         return validated
-    reasons = unknown.select(_ROW, pl.format("{}: unknown symbol ({})", pl.lit(column), pl.col(column)).alias("reason"))
+    reasons = unknown.select(_ROW, pl.format("{}: unknown symbol ({})", pl.lit(column), pl.col(column)).alias(_WHY))
     extra = _quarantine_rows(name, unknown, reasons, now)
     kept = joined.filter(pl.col("__known").is_not_null()).drop("__known", _ROW)
     return Validated(valid=kept, quarantined=pl.concat([validated.quarantined, extra], how="vertical"))

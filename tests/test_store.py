@@ -249,3 +249,17 @@ def test_config_quotes_what_it_splices(tmp_path: Path, extension_dir: Path) -> N
         reader.close()
     with pytest.raises(ValueError):
         StoreConfig.under(tmp_path, alias="recon; DROP TABLE x")
+
+
+def test_default_layout_and_postgres_form(tmp_path: Path) -> None:
+    config = StoreConfig.under(tmp_path)
+    assert Path(config.catalog) == tmp_path.resolve() / "store" / "catalog.sqlite"
+    assert config.data_path == str(tmp_path.resolve() / "store" / "data") + os.sep
+    assert config.attach_target == f"ducklake:sqlite:{config.catalog}"
+    assert config.writer_lock_path is not None
+    scale_out = StoreConfig.under(tmp_path, catalog="postgres:dbname=recon host=db")
+    assert scale_out.is_postgres and scale_out.writer_lock_path is None
+    assert scale_out.attach_target == "ducklake:postgres:dbname=recon host=db"
+    assert "LOAD postgres;" in analyst_attach_sql(scale_out)
+    with pytest.raises(ValueError):
+        StoreConfig.under(tmp_path, catalog="postgres:  ")

@@ -26,8 +26,17 @@ class ReconResult:
     account_stats: pl.DataFrame
 
 
+def _verifiable(missing: pl.DataFrame, unverifiable: pl.DataFrame) -> pl.DataFrame:
+    """Drop 'missing' verdicts a quarantined position row could explain (same identifier or
+    instrument on the account): bad data is reported as quarantine, never as a missing position."""
+    by_id = unverifiable.select("login", pl.col("identifier").alias("position_id")).drop_nulls()
+    by_symbol = unverifiable.select("login", "norm_symbol").drop_nulls()
+    kept = missing.join(by_symbol, on=["login", "norm_symbol"], how="anti")
+    return kept.join(by_id, on=["login", "position_id"], how="anti") if "position_id" in kept.columns else kept
+
+
 def _hedging(expected: pl.DataFrame, positions: pl.DataFrame, deals: pl.DataFrame, deals_ok: pl.DataFrame,
-             expected_all: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+             expected_all: pl.DataFrame, unverifiable: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     pairs = matching.match_hedging(expected, positions)
     side_by_side = classify.paired(expected, positions, pairs)
     matches = side_by_side.select(
@@ -41,8 +50,11 @@ def _hedging(expected: pl.DataFrame, positions: pl.DataFrame, deals: pl.DataFram
         (pl.col("volume_pos") / pl.col("volume")).alias("volume_ratio"),
     )
     leftover_positions = positions.join(pairs.select("login", "ticket"), on=["login", "ticket"], how="anti")
-    leftover_expected = expected.join(pairs.select("login", "trade_id"), on=["login", "trade_id"], how="anti").filter(
-        (pl.col("fetched_at") - pl.col("opened_at")).dt.total_milliseconds() / 1000.0 > pl.col("grace_secs")
+    leftover_expected = _verifiable(
+        expected.join(pairs.select("login", "trade_id"), on=["login", "trade_id"], how="anti").filter(
+            (pl.col("fetched_at") - pl.col("opened_at")).dt.total_milliseconds() / 1000.0 > pl.col("grace_secs")
+        ),
+        unverifiable,
     )
     missing = missing_causes(leftover_expected, deals, deals_ok)
     found = [
@@ -90,6 +102,7 @@ def reconcile(
     expected_trades: pl.DataFrame,
     tolerances: Tolerances,
     symbol_map: Mapping[str, str] | None = None,
+    quarantine: pl.DataFrame | None = None,
 ) -> ReconResult:
     """Match and classify every reconcilable account (a failed snapshot is never read as flat)."""
     work = working_frames(
@@ -100,6 +113,7 @@ def reconcile(
         expected_trades=expected_trades,
         tolerances=tolerances,
         symbol_map=symbol_map,
+        quarantine=quarantine,
     )
     deals_ok = work.reconcilable.select("login", "deals_ok")
     is_netting = pl.col("margin_mode").is_in(NETTING_MODES)
@@ -109,11 +123,13 @@ def reconcile(
         work.deals,
         deals_ok,
         expected_trades,
+        work.unverifiable,
     )
     net_matches, net_div, one_sided = netting.reconcile_netting(
         work.expected.filter(is_netting), work.positions.filter(is_netting)
     )
     net_missing, net_unknown = netting.one_sided_divergences(one_sided)
+    net_missing = _verifiable(net_missing, work.unverifiable)
     net_slippage = netting.entry_slippage(work.expected.filter(is_netting), work.deals, work.reconcilable)
     matches = pl.concat([hedge_matches, net_matches.cast(dict(MATCH_SCHEMA))], how="vertical")  # type: ignore[arg-type]
     found = pl.concat(

@@ -20,6 +20,21 @@ class WorkingFrames:
     positions: pl.DataFrame
     deals: pl.DataFrame
     reconcilable: pl.DataFrame  # login, fetched_at, margin_mode, currency, deals_ok
+    unverifiable: pl.DataFrame  # login, identifier, norm_symbol of position rows quarantined this cycle
+
+
+def quarantined_positions(quarantine: pl.DataFrame | None, symbol_map: Mapping[str, str]) -> pl.DataFrame:
+    """What quarantined position rows may still tell: their login, identifier and instrument."""
+    schema = {"login": pl.Int64, "identifier": pl.Int64, "norm_symbol": pl.String}
+    if quarantine is None or quarantine.height == 0:
+        return pl.DataFrame(schema=schema)
+    rows = quarantine.filter(pl.col("frame") == "positions")
+    raw = pl.col("raw")
+    return rows.select(
+        pl.col("login"),
+        raw.str.json_path_match("$.identifier").cast(pl.Int64, strict=False).alias("identifier"),
+        normalized_symbol(raw.str.json_path_match("$.symbol").fill_null(""), symbol_map).alias("norm_symbol"),
+    ).cast(schema)  # type: ignore[arg-type]
 
 
 def reconcilable_accounts(accounts: pl.DataFrame) -> pl.DataFrame:
@@ -59,6 +74,7 @@ def working_frames(
     expected_trades: pl.DataFrame,
     tolerances: Tolerances,
     symbol_map: Mapping[str, str] | None = None,
+    quarantine: pl.DataFrame | None = None,
 ) -> WorkingFrames:
     symbol_map = symbol_map or {}
     ok = reconcilable_accounts(accounts)
@@ -91,4 +107,5 @@ def working_frames(
         positions=_with_tolerances(open_positions, tolerances),
         deals=deals.join(ok.select("login"), on="login", how="semi"),
         reconcilable=ok,
+        unverifiable=quarantined_positions(quarantine, symbol_map),
     )

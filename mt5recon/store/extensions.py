@@ -4,7 +4,8 @@ The `duckdb-extension-*` wheels ship signed binaries as `extensions/v<duckdb>/<n
 They cannot be LOADed by that path: DuckDB derives the entry point from the file name and the
 sqlite/postgres files are named after an alias (`sqlite`), not the extension (`sqlite_scanner`).
 `INSTALL '<file>'` copies them under the canonical name into an extension directory we choose
-(the store's own folder), after which `LOAD <name>` works; a repeated INSTALL is a no-op.
+(the store's own folder), after which `LOAD <name>` works. DuckDB writes the copy to a temp
+file and renames it, so processes installing at the same moment do not corrupt each other.
 """
 
 from __future__ import annotations

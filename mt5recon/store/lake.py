@@ -48,6 +48,20 @@ _SQLITE_PREFIX = "sqlite:"
 _CYCLE_ID_COLUMN = next(iter(CYCLE_ID))
 
 
+def _absolute_catalog(catalog: str) -> str:
+    """A SQLite catalog path made absolute (the lake must not depend on the cwd); DSNs unchanged."""
+    if catalog.startswith(_POSTGRES_PREFIX):
+        return catalog
+    return str(Path(catalog.removeprefix(_SQLITE_PREFIX)).expanduser().resolve())
+
+
+def _absolute_data_path(data_path: str) -> str:
+    """A local data path made absolute with a trailing separator; URLs (s3://...) unchanged."""
+    if "://" in data_path:
+        return data_path
+    return str(Path(data_path).expanduser().resolve()) + os.sep
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     """Where the lake lives.
@@ -90,10 +104,12 @@ class StoreConfig:
         """The default layout under `<home>/store/`: `catalog.sqlite`, `data/`, `extensions/`."""
         root = Path(home).expanduser().resolve() / "store"
         return cls(
-            catalog=catalog if catalog is not None else str(root / "catalog.sqlite"),
-            data_path=data_path if data_path is not None else str(root / "data") + os.sep,
+            catalog=_absolute_catalog(catalog) if catalog is not None else str(root / "catalog.sqlite"),
+            data_path=_absolute_data_path(data_path if data_path is not None else str(root / "data")),
             extension_dir=str(
-                Path(extension_dir).resolve() if extension_dir is not None else root / "extensions"
+                Path(extension_dir).expanduser().resolve()
+                if extension_dir is not None
+                else root / "extensions"
             ),
             **options,  # type: ignore[arg-type]
         )

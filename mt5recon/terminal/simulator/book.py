@@ -117,6 +117,7 @@ class PendingOrder:
     time_setup_msc: int
     expiration_msc: int = 0
     request_comment: str = ""  # as sent; the fill's position gets the broker's version of it
+    by_bot: bool = False  # the account's bot placed it: its fill is the bot's own action
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,11 +330,11 @@ class Book:
 
     def place_order(self, symbol: str, type_: int, volume: float, price: float, t_ms: int, *, magic: int,
                     reason: int, comment: str = "", sl: float = 0.0, tp: float = 0.0,
-                    expiration_msc: int = 0) -> PendingOrder:
+                    expiration_msc: int = 0, by_bot: bool = False) -> PendingOrder:
         o = PendingOrder(ticket=self.tickets.order(), symbol=symbol, quote=self.quotes[symbol], type=type_,
                          volume=_vol(volume), price=price, sl=sl, tp=tp, magic=magic, reason=reason,
                          comment=self.broker_comment(comment), time_setup_msc=t_ms,
-                         expiration_msc=expiration_msc, request_comment=comment)
+                         expiration_msc=expiration_msc, request_comment=comment, by_bot=by_bot)
         self.orders[o.ticket] = o
         return o
 
@@ -398,7 +399,7 @@ class Book:
             limit = t in (c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_LIMIT)
             price = o.price if limit else (q.ask if side == c.ORDER_TYPE_BUY else q.bid)
             fill = self.open_or_net(o.symbol, side, o.volume, price, q.time_msc, magic=o.magic, reason=o.reason,
-                                    comment=o.request_comment, sl=o.sl, tp=o.tp, order=o.ticket)
+                                    comment=o.request_comment, sl=o.sl, tp=o.tp, order=o.ticket, by_bot=o.by_bot)
             for listener in self.on_fill:
                 listener(o, fill, q.time_msc)
 

@@ -207,7 +207,7 @@ class Bot:
         order = self.book.place_order(
             self.symbols[sym], c.ORDER_TYPE_BUY_LIMIT if side == "buy" else c.ORDER_TYPE_SELL_LIMIT, volume,
             price, t_ms, magic=self.magic, reason=c.ORDER_REASON_EXPERT, comment=trade_id, sl=sl or 0.0,
-            tp=tp or 0.0)
+            tp=tp or 0.0, by_bot=True)
         expiry = expiry_secs if expiry_secs is not None else self.config.limit_expiry_secs
         self._plans[order.ticket] = _LimitPlan(
             trade_id, sym, side, volume, price, sl, tp, rng.random() < self.config.record_position_id_prob,
@@ -220,23 +220,30 @@ class Bot:
         return self.book.net.get(tr.broker_symbol)
 
     def close_trade(self, tr: BotTrade, t_ms: int, price: float | None = None) -> Fill | None:
-        """The bot's own exit (reason EXPERT); a position already gone is noticed right away."""
+        """The bot's own exit (reason EXPERT); a position already gone is noticed right away.
+
+        Hedging: the trade's own position is closed. Netting: the bot sends the opposite fill of
+        exactly what this trade added, whatever the net position looks like now. Other open trades
+        of the bot may have reduced, flattened or reversed the net position (each is an intent of
+        its own), so "no position on the symbol" does not mean this trade's exposure is gone: only
+        a close the broker made behind the bot's back (a notice pending) does.
+        """
         if tr.closed_ms is not None:
             return None
-        pos = self.position_of(tr)
         fill: Fill | None = None
-        if pos is not None:
-            q = pos.quote
-            if self.book.hedging:
+        if self.book.hedging:
+            pos = self.position_of(tr)
+            if pos is not None:
                 px = price if price is not None else pos.market_exit()
                 fill = self.book.close(pos, pos.volume, px, t_ms, reason=c.DEAL_REASON_EXPERT, magic=self.magic,
                                        comment=self.book.broker_comment(tr.trade_id), by_bot=True)
-            else:  # netting: the opposite fill of what this trade added
-                opposite = "sell" if tr.side == "buy" else "buy"
-                px = price if price is not None else _entry_price(q, opposite)
-                fill = self.book.open_or_net(tr.broker_symbol, _order_type(opposite), tr.filled, px, t_ms,
-                                             magic=self.magic, reason=c.DEAL_REASON_EXPERT, comment=tr.trade_id,
-                                             by_bot=True)
+        elif tr.notice_ms is None:  # netting, and the broker has not closed the symbol under the bot
+            opposite = "sell" if tr.side == "buy" else "buy"
+            q = self.book.quotes[tr.broker_symbol]
+            px = price if price is not None else _entry_price(q, opposite)
+            fill = self.book.open_or_net(tr.broker_symbol, _order_type(opposite), tr.filled, px, t_ms,
+                                         magic=self.magic, reason=c.DEAL_REASON_EXPERT, comment=tr.trade_id,
+                                         by_bot=True)
         self._mark_closed(tr, t_ms)
         return fill
 
