@@ -1,0 +1,79 @@
+"""The reconcile flow end to end under a real (test) Prefect API, on the in-process simulator."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+from sim_cycle import sim_fleet_config
+
+from mt5recon.settings import Settings
+from mt5recon.store.lake import StoreConfig, open_reader
+from mt5recon.terminal.sim_host import use_in_process_fleet
+from mt5recon.terminal.simulator.clock import SimClock
+from mt5recon.terminal.simulator.fleet import DEFAULT_START, SimFleet
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write_fleet(sim: SimFleet, path: Path) -> Path:
+    config = sim_fleet_config(sim, name="flowtest")
+    lines = ['name = "flowtest"', '[expected_trades]', 'kind = "sim"']
+    for account in config.accounts:
+        lines += ["[[accounts]]", f"login = {account.login}", f'server = "{account.server}"', 'connector = { kind = "sim" }']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.reconcile import reconcile_fleet
+
+    clock = SimClock(DEFAULT_START)
+    sim = SimFleet.quiet(clock=clock)
+    sim.account(5001).manual_open("GBPUSD", "sell", 0.2)
+    clock.advance(60)
+    use_in_process_fleet(sim)
+    monkeypatch.setenv("MT5RECON_HOME", str(tmp_path))
+    fleet_file = _write_fleet(sim, tmp_path / "fleet.toml")
+
+    summary = asyncio.run(reconcile_fleet(fleet_file=str(fleet_file)))
+    assert summary["accounts"] == 10 and summary["accounts_ok"] == 10
+    assert summary["divergences_by_kind"].get("unknown_position", 0) >= 1
+    assert summary["duplicate"] is False
+
+    reader = open_reader(StoreConfig.under(tmp_path))
+    try:
+        cycles = reader.execute("SELECT count(*), count(DISTINCT cycle_id) FROM cycles").fetchone()
+        manual = reader.execute(
+            "SELECT count(*) FROM divergences WHERE kind = 'unknown_position' AND cause = 'manual' AND login = 5001"
+        ).fetchone()
+    finally:
+        reader.close()
+    assert cycles == (10, 1)
+    assert manual == (1,)
+    use_in_process_fleet(None)
+
+
+def test_every_prefect_yaml_entrypoint_loads() -> None:
+    from prefect.flows import load_flow_from_entrypoint
+
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    entrypoints = [d["entrypoint"] for d in config["deployments"]]
+    assert entrypoints, "prefect.yaml declares deployments"
+    for entrypoint in entrypoints:
+        flow = load_flow_from_entrypoint(str(ROOT / entrypoint))
+        assert flow.name, entrypoint
+
+
+def test_prefect_yaml_schedule_is_ten_seconds_with_cancel_new() -> None:
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    reconcile = next(d for d in config["deployments"] if d["entrypoint"].endswith(":reconcile_fleet"))
+    assert reconcile["schedules"][0]["interval"] == 10
+    assert reconcile["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+
+
+def test_settings_are_read_when_asked_not_at_import(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MT5RECON_HOME", str(tmp_path))
+    assert Settings().resolved_home() == tmp_path.resolve()
