@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+import schemas
 from mt5recon import pipeline
 from mt5recon.fleet import load_fleet
 from mt5recon.settings import Settings
@@ -16,7 +17,6 @@ from mt5recon.terminal.factory import open_terminal
 from tasks.io import commit_cycle, fetch_snapshots, load_expected_trades
 from tasks.report import publish_cycle_report
 from tasks.transform import reconcile, validate
-import schemas
 
 # one-off validation set-up runs while the process waits for its scheduled start, not inside the cycle
 schemas.warm_up()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-
 from pathlib import Path
 from typing import Annotated
 
@@ -173,3 +172,7 @@ def bridge_serve(
     raise typer.Exit(main(["--host", host, "--port", str(port)]))
 
 
+
+
+if __name__ == "__main__":
+    app()

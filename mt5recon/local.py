@@ -16,7 +16,6 @@ from pathlib import Path
 from mt5recon.settings import Settings
 
 
-
 def prefect_env(settings: Settings) -> dict[str, str]:
     """Prefect settings for local mode: data under the project's home, fast polling, vacuum on."""
     home = settings.resolved_home()

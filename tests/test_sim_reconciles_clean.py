@@ -65,12 +65,19 @@ def hedging_pairing_errors(fleet: SimFleet) -> list[tuple[int, str]]:
         if len(identifiers) != len(set(identifiers)):
             bad.append((acct.login, "two open trades on one position"))
         if set(identifiers) != set(positions):
-            bad.append((acct.login, f"trades without position or positions without trade: "
-                                    f"{sorted(set(identifiers) ^ set(positions))}"))
+            bad.append(
+                (
+                    acct.login,
+                    f"trades without position or positions without trade: {sorted(set(identifiers) ^ set(positions))}",
+                )
+            )
         for t in open_trades:
             p = positions.get(t.identifier)
-            if p is not None and (abs(p.volume - t.volume) > _EPS or p.price_open != t.price
-                                  or _signed(p.type, 1.0) != _signed(t.side, 1.0)):
+            if p is not None and (
+                abs(p.volume - t.volume) > _EPS
+                or p.price_open != t.price
+                or _signed(p.type, 1.0) != _signed(t.side, 1.0)
+            ):
                 bad.append((acct.login, f"{t.trade_id} differs from its position {p.identifier}"))
             if t.position_id is not None and t.position_id != t.identifier:
                 bad.append((acct.login, f"{t.trade_id} recorded a wrong position id"))
@@ -231,8 +238,9 @@ def test_netting_bot_limit_fill_against_its_own_position_is_its_own_action(fleet
     assert net_mismatches(fleet) == []
 
 
-def test_netting_close_after_an_unnoticed_broker_close_leaves_the_new_position(fleet: SimFleet,
-                                                                               clock: SimClock) -> None:
+def test_netting_close_after_an_unnoticed_broker_close_leaves_the_new_position(
+    fleet: SimFleet, clock: SimClock
+) -> None:
     acct = fleet.account(5010)
     acct.set_notice_delay(60)
     x = acct.bot_open("XAUUSD", "buy", 0.1)

@@ -215,14 +215,14 @@ class BridgeService(rpyc.Service):  # type: ignore[misc]
             raise ValueError(f"refused: {name!r} is not an allowed MetaTrader5 function")
         function = getattr(self._api, name, None)
         if not callable(function):
-            raise ValueError(f"refused: the hosted terminal has no {name}()")  # noqa: TRY004
+            raise ValueError(f"refused: the hosted terminal has no {name}()")
         return function
 
     def _invoke(self, name: str, function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Reply:
         """Run the call; an exception becomes a failed reply, as the package reports errors."""
         try:
             result = function(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - the terminal's bug must not kill the connection
+        except Exception as exc:
             log.warning("%s raised %s: %s", name, type(exc).__name__, exc)
             return _FAILED, None, (RES_E_INTERNAL_FAIL, f"{name} raised {type(exc).__name__}: {exc}")
         try:
@@ -234,7 +234,7 @@ class BridgeService(rpyc.Service):  # type: ignore[misc]
     def _last_error(self) -> ErrorPair:
         try:
             return _error_pair(self._api.last_error())  # type: ignore[attr-defined]
-        except Exception as exc:  # noqa: BLE001 - same as any call
+        except Exception as exc:
             return RES_E_INTERNAL_FAIL, f"last_error raised {type(exc).__name__}: {exc}"
 
 
@@ -490,7 +490,7 @@ class BridgeTerminal:
             self._disconnect()
             lost = f"{name}: connection to the bridge lost: {exc}"
             return self._fail(failure, RES_E_INTERNAL_FAIL_CONNECT, lost)
-        except Exception as exc:  # noqa: BLE001 - refused by the server; MT5 functions report, not raise
+        except Exception as exc:
             return self._fail(failure, RES_E_INTERNAL_FAIL, f"{name}: the bridge refused it: {exc}")
         return self._unpack(name, reply, failure)
 
@@ -545,7 +545,7 @@ class BridgeTerminal:
         if conn is not None:
             try:
                 conn.close()  # the stream is gone: this only releases local resources
-            except Exception as exc:  # noqa: BLE001 - best effort on a dead connection
+            except Exception as exc:
                 log.debug("closing the bridge connection: %s", exc)
 
 

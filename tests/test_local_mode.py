@@ -1,0 +1,99 @@
+"""The README's main command as a user runs it: a local Prefect server, the simulated fleet
+behind its bridges, the 10-second deployment; an analyst reads the store the whole time."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mt5recon.fleet import demo_fleet_path
+from mt5recon.store.lake import StoreConfig, open_reader
+
+WAIT_SECS = 240
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _fleet_on_free_ports(path: Path) -> Path:
+    text = demo_fleet_path().read_text()
+    text = re.sub(r"port = \d+", lambda _: f"port = {_free_port()}", text)
+    path.write_text(text)
+    return path
+
+
+def _flow_runs(api: str) -> list[dict[str, object]]:
+    request = urllib.request.Request(
+        f"{api}/flow_runs/filter", data=json.dumps({"limit": 200}).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return list(json.load(response))
+
+
+
+def test_up_runs_cycles_on_schedule_while_an_analyst_reads(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MT5RECON_HOME": str(tmp_path / "home"),
+        "MT5RECON_FLEET": str(_fleet_on_free_ports(tmp_path / "fleet.toml")),
+        "MT5RECON_PREFECT_PORT": str(port),
+    }
+    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed in finally
+    up = subprocess.Popen([sys.executable, "-m", "mt5recon.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    reader = None
+    reader_errors: list[str] = []
+    seen_cycles: list[int] = []
+    try:
+        deadline = time.monotonic() + WAIT_SECS
+        store = StoreConfig.under(tmp_path / "home")
+        while time.monotonic() < deadline and up.poll() is None:
+            if reader is None and store.sqlite_path is not None and store.sqlite_path.exists():
+                try:
+                    reader = open_reader(store)
+                except Exception as error:  # the catalog may not exist yet on the very first cycle
+                    reader_errors.append(f"open: {error}")
+                    reader = None
+            if reader is not None:
+                try:
+                    row = reader.execute("SELECT count(DISTINCT cycle_id) FROM cycles").fetchone()
+                    seen_cycles.append(int(row[0]) if row else 0)
+                except Exception as error:
+                    reader_errors.append(str(error))
+                if seen_cycles and seen_cycles[-1] >= 4:
+                    break
+            time.sleep(1)
+        assert up.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
+        assert seen_cycles and seen_cycles[-1] >= 4, f"cycles seen {seen_cycles}; log: {(tmp_path / 'up.log').read_text()[-3000:]}"
+        assert [e for e in reader_errors if not e.startswith("open:")] == [], reader_errors
+        assert seen_cycles == sorted(seen_cycles), "the reader sees cycles only ever added"
+
+        runs = _flow_runs(f"http://127.0.0.1:{port}/api")
+        states = [r["state_type"] for r in runs]
+        assert "FAILED" not in states and "CRASHED" not in states, states
+        assert states.count("COMPLETED") >= 4, states
+    finally:
+        if reader is not None:
+            reader.close()
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=60)
+        finally:
+            if up.poll() is None:
+                up.kill()
+            log.close()
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "Ctrl-C stopped the Prefect server too"
