@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -45,8 +47,6 @@ def up(fleet: FleetOption = None, home: HomeOption = None) -> None:
 def cycle(fleet: FleetOption = None, home: HomeOption = None) -> None:
     """Run one reconciliation cycle now (a Prefect server is used if one is configured, else an ephemeral one)."""
     settings = _settings(fleet, home)
-    import os
-
     os.environ["MT5RECON_HOME"] = str(settings.resolved_home())
     # without a server Prefect starts an ephemeral one; its first start migrates a fresh database
     os.environ.setdefault("PREFECT_HOME", str(settings.resolved_home() / "prefect"))
@@ -143,6 +143,26 @@ def analyst(home: HomeOption = None) -> None:
         f"con = open_reader(StoreConfig.under({str(config.sqlite_path.parent.parent) if config.sqlite_path else '.'!r}))\n"
         "con.sql('SELECT * FROM cycles ORDER BY started_at DESC LIMIT 10').pl()"
     )
+
+
+@app.command()
+def duckdb(
+    home: HomeOption = None,
+    command: Annotated[str | None, typer.Option("-c", "--command", help="run this SQL and exit")] = None,
+) -> None:
+    """Open the DuckDB CLI (same version as the store) with the store attached read-only."""
+    import shutil
+
+    from mt5recon.store.lake import analyst_attach_sql
+
+    config = _settings(None, home).store_config()
+    beside_python = Path(sys.executable).with_name("duckdb")
+    cli = str(beside_python) if beside_python.exists() else shutil.which("duckdb")
+    if cli is None:
+        typer.echo("the duckdb CLI is missing: install the project, it depends on duckdb-cli", err=True)
+        raise typer.Exit(1)
+    args = [cli, "-cmd", analyst_attach_sql(config)] + (["-c", command] if command else [])
+    os.execv(cli, args)
 
 
 @sim_app.command("serve")
