@@ -19,7 +19,9 @@ bridge_app = typer.Typer(help="The RPyC bridge in front of a terminal.", no_args
 app.add_typer(sim_app, name="sim")
 app.add_typer(bridge_app, name="bridge")
 
-FleetOption = Annotated[Path | None, typer.Option("--fleet", help="fleet TOML (default: $MT5RECON_FLEET or the demo fleet)")]
+FleetOption = Annotated[
+    Path | None, typer.Option("--fleet", help="fleet TOML (default: $MT5RECON_FLEET or the demo fleet)")
+]
 HomeOption = Annotated[Path | None, typer.Option("--home", help="data folder (default: $MT5RECON_HOME or ./.mt5recon)")]
 
 
@@ -101,7 +103,9 @@ def replay(
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="a read-only query, e.g. \"SELECT * FROM divergences WHERE login = $login\"")],
+    query: Annotated[
+        str, typer.Argument(help='a read-only query, e.g. "SELECT * FROM divergences WHERE login = $login"')
+    ],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value, bound as $name")] = None,
     out: Annotated[Path | None, typer.Option(help="write .csv or .parquet instead of printing")] = None,
     home: HomeOption = None,
@@ -136,13 +140,16 @@ def analyst(home: HomeOption = None) -> None:
     """Print the exact commands that open the store read-only (DuckDB CLI and Python/Polars)."""
     from mt5recon.store.lake import analyst_attach_sql
 
-    config = _settings(None, home).store_config()
-    typer.echo("-- DuckDB CLI (1.5.x): duckdb, then paste:\n" + analyst_attach_sql(config))
-    typer.echo(
-        "\n# Python / Polars:\nfrom mt5recon.store.lake import open_reader, StoreConfig\n"
-        f"con = open_reader(StoreConfig.under({str(config.sqlite_path.parent.parent) if config.sqlite_path else '.'!r}))\n"
-        "con.sql('SELECT * FROM cycles ORDER BY started_at DESC LIMIT 10').pl()"
-    )
+    settings = _settings(None, home)
+    config = settings.store_config()
+    typer.echo("-- DuckDB CLI 1.5.5 (`mt5recon duckdb` opens it like this), paste:\n" + analyst_attach_sql(config))
+    snippet = [
+        "# Python / Polars:",
+        "from mt5recon.store.lake import StoreConfig, open_reader",
+        f"con = open_reader(StoreConfig.under({str(settings.resolved_home())!r}))",
+        "con.sql('SELECT * FROM cycles ORDER BY started_at DESC LIMIT 10').pl()",
+    ]
+    typer.echo("\n" + "\n".join(snippet))
 
 
 @app.command()
@@ -190,8 +197,6 @@ def bridge_serve(
     from mt5recon.terminal.bridge import main
 
     raise typer.Exit(main(["--host", host, "--port", str(port)]))
-
-
 
 
 if __name__ == "__main__":

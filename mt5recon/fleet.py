@@ -10,7 +10,7 @@ import os
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -92,7 +92,8 @@ def resolve_reference(reference: str) -> str:
     if scheme == "secret":
         from prefect.blocks.system import Secret  # only when the fleet uses Prefect secrets
 
-        return str(Secret.load(name).get())
+        block = cast(Secret[str], Secret.load(name))
+        return str(block.get())
     raise ValueError(f"unknown secret reference scheme {scheme!r}")
 
 

@@ -55,7 +55,17 @@ def prefect_server(settings: Settings, *, startup_timeout_secs: float = 120.0) -
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", settings.prefect_host, "--port", str(settings.prefect_port)],
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                settings.prefect_host,
+                "--port",
+                str(settings.prefect_port),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

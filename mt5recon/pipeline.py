@@ -150,7 +150,10 @@ def cycle_tables(
         .with_columns(
             pl.lit(started_at).cast(frames.UTC_US).alias("started_at"),
             pl.lit(finished_at).cast(frames.UTC_US).alias("finished_at"),
-            pl.when(pl.col("account_ok") & pl.col("positions_ok")).then(pl.lit("ok")).otherwise(pl.lit("failed")).alias("status"),
+            pl.when(pl.col("account_ok") & pl.col("positions_ok"))
+            .then(pl.lit("ok"))
+            .otherwise(pl.lit("failed"))
+            .alias("status"),
             pl.lit(fetch_ms).alias("fetch_ms"),
             pl.lit(reconcile_ms).alias("reconcile_ms"),
         )

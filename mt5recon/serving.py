@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from mt5recon.settings import Settings
 
@@ -13,15 +14,19 @@ DEPLOYMENT = "every-10s"
 def serve_deployments(settings: Settings) -> None:
     from prefect import serve
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.deployments.runner import RunnerDeployment
 
     from flows.reconcile import reconcile_fleet
 
-    deployment = reconcile_fleet.to_deployment(
-        name=DEPLOYMENT,
-        interval=timedelta(seconds=settings.interval_secs),
-        # a cycle that overruns cancels the next one instead of queueing a backlog
-        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
-        description="Reconcile the whole fleet every 10 seconds",
+    deployment = cast(
+        RunnerDeployment,
+        reconcile_fleet.to_deployment(
+            name=DEPLOYMENT,
+            interval=timedelta(seconds=settings.interval_secs),
+            # a cycle that overruns cancels the next one instead of queueing a backlog
+            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+            description="Reconcile the whole fleet every 10 seconds",
+        ),
     )
     # The runner starts a run's process `prefetch` seconds early and the server holds it until its
     # time: that hides Python start-up and makes runs punctual. It must stay shorter than the gap
@@ -50,7 +55,9 @@ async def _cancel_late_runs(grace: timedelta) -> int:
     async with get_client() as client:
         while runs := await client.read_flow_runs(flow_run_filter=flow_filter, limit=200):
             for run in runs:
-                await client.set_flow_run_state(run.id, Cancelled(message="stale: a snapshot of the past is worthless"), force=True)
+                await client.set_flow_run_state(
+                    run.id, Cancelled(message="stale: a snapshot of the past is worthless"), force=True
+                )
                 cancelled += 1
     return cancelled
 

@@ -28,9 +28,6 @@ class Snapshot:
         """Stack per-account snapshots; each frame keeps its declared dtypes even when empty."""
         if not parts:
             return cls()
-        merged = {
-            name: pl.concat([p.frames()[name] for p in parts], how="vertical")
-            for name in frames.SNAPSHOT_FRAMES
-        }
+        merged = {name: pl.concat([p.frames()[name] for p in parts], how="vertical") for name in frames.SNAPSHOT_FRAMES}
         errors = {login: err for p in parts for login, err in p.errors.items()}
         return cls(**merged, errors=errors)

@@ -20,9 +20,13 @@ class Tolerance(BaseModel):
     sl_pips: float = Field(default=10.0, ge=0)
     tp_pips: float = Field(default=10.0, ge=0)
     match_window_pips: float = Field(default=100.0, gt=0)
-    match_volume_ratio: float = Field(default=10.0, gt=1, description="fuzzy match accepts volume within x/ratio..x*ratio")
+    match_volume_ratio: float = Field(
+        default=10.0, gt=1, description="fuzzy match accepts volume within x/ratio..x*ratio"
+    )
     match_window_secs: float = Field(default=3600.0, gt=0, description="fuzzy match: open-time distance")
-    grace_secs: float = Field(default=15.0, ge=0, description="no missing/unknown verdict this soon after the bot acted")
+    grace_secs: float = Field(
+        default=15.0, ge=0, description="no missing/unknown verdict this soon after the bot acted"
+    )
 
     @model_validator(mode="after")
     def _match_wider_than_thresholds(self) -> Self:

@@ -52,7 +52,9 @@ def _cast_expr(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr
         elif source == pl.Date:
             expr = expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     elif source == pl.String and target == pl.Boolean:
-        expr = expr.str.to_lowercase().replace_strict({"true": True, "false": False, "1": True, "0": False}, default=None)
+        expr = expr.str.to_lowercase().replace_strict(
+            {"true": True, "false": False, "1": True, "0": False}, default=None
+        )
     return expr.cast(target, strict=False).alias(column)
 
 
@@ -90,7 +92,7 @@ def _pandera_failures(name: str, df: pl.DataFrame) -> pl.DataFrame:
     try:
         MODELS[name].validate(df.drop(_ROW), lazy=True)
     except SchemaErrors as errors:
-        cases = errors.failure_cases
+        cases: pl.DataFrame = errors.failure_cases
     except SchemaError as error:  # a non-lazy path still yields a failure-case frame
         cases = error.failure_cases if isinstance(error.failure_cases, pl.DataFrame) else pl.DataFrame()
     else:
@@ -99,7 +101,14 @@ def _pandera_failures(name: str, df: pl.DataFrame) -> pl.DataFrame:
     described = cases.with_columns(
         pl.when(row_check)
         .then(pl.col("check"))
-        .otherwise(pl.format("{}: {} ({})", pl.col("column"), pl.col("check"), pl.col("failure_case").cast(pl.String).fill_null("null").str.slice(0, 80)))
+        .otherwise(
+            pl.format(
+                "{}: {} ({})",
+                pl.col("column"),
+                pl.col("check"),
+                pl.col("failure_case").cast(pl.String).fill_null("null").str.slice(0, 80),
+            )
+        )
         .alias(_WHY)
     )
     frame_wide = described.filter(pl.col("index").is_null())
@@ -151,8 +160,10 @@ def quarantine_unknown_symbols(
 ) -> Validated:
     """Rows on a symbol the terminal has no spec for cannot be priced in pips: quarantine them."""
     known = symbols.select("login", pl.col("name").alias(column), pl.lit(True).alias("__known"))
-    joined = validated.valid.with_row_index(_ROW).with_columns(pl.col(_ROW).cast(pl.Int64)).join(
-        known, on=["login", column], how="left"
+    joined = (
+        validated.valid.with_row_index(_ROW)
+        .with_columns(pl.col(_ROW).cast(pl.Int64))
+        .join(known, on=["login", column], how="left")
     )
     unknown = joined.filter(pl.col("__known").is_null()).drop("__known")
     if unknown.height == 0:

@@ -23,7 +23,6 @@ MODELS: dict[str, type[pa.DataFrameModel]] = {
 }
 
 
-
 def warm_up() -> None:
     """Build and run every model once on an empty frame: the first validation otherwise pays
     ~0.4 s of one-off set-up, inside the 10-second cycle instead of before it starts."""

@@ -17,10 +17,19 @@ from mt5recon.store.lake import CommitResult, Store, StoreConfig
 from tasks.retry import retry_transient
 
 # two quick retries keep a retried cycle well inside its 10-second slot
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": [0.5, 1.0], "retry_jitter_factor": 0.5, "retry_condition_fn": retry_transient}
+RETRIES = 2
+RETRY_DELAYS_SECS = [0.5, 1.0]
+RETRY_JITTER = 0.5
 
 
-@task(name="load-expected-trades", cache_policy=NO_CACHE, **IO_RETRIES)  # type: ignore[call-overload]
+@task(
+    name="load-expected-trades",
+    cache_policy=NO_CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS_SECS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_transient,
+)
 def load_expected_trades(fleet: FleetConfig, home: Path) -> pl.DataFrame:
     return read_expected_trades(fleet.expected_trades, home)
 
@@ -36,11 +45,22 @@ def fetch_snapshots(
     """Fan-out over terminals happens inside (one task per cycle, not per account); a failing
     terminal is recorded as that account's failure rather than retried here."""
     return pipeline.fetch_fleet(
-        fleet, fetched_at=fetched_at, open_terminal=open_terminal, expected_symbols=expected_symbols, concurrency=concurrency
+        fleet,
+        fetched_at=fetched_at,
+        open_terminal=open_terminal,
+        expected_symbols=expected_symbols,
+        concurrency=concurrency,
     )
 
 
-@task(name="commit-cycle", cache_policy=NO_CACHE, **IO_RETRIES)  # type: ignore[call-overload]
+@task(
+    name="commit-cycle",
+    cache_policy=NO_CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS_SECS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_transient,
+)
 def commit_cycle(config: StoreConfig, cycle_id: str, tables: dict[str, pl.DataFrame]) -> CommitResult:
     """One transaction with a ledger row: a retry after a failed commit never duplicates."""
     with Store.open(config) as store:

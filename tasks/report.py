@@ -29,4 +29,6 @@ def publish_cycle_report(summary: dict[str, Any], divergences: pl.DataFrame) -> 
     create_markdown_artifact(summary_markdown(summary), key="cycle-summary", description="reconciliation cycle")
     worst = divergences.sort(pl.col("size_pips").abs(), descending=True, nulls_last=True).head(MAX_ROWS)
     rows = worst.select("login", "kind", "symbol", "trade_id", "ticket", "size_pips", "size_money", "cause")
-    create_table_artifact(rows.to_dicts(), key="cycle-divergences", description=f"top {MAX_ROWS} divergences this cycle")
+    create_table_artifact(
+        rows.to_dicts(), key="cycle-divergences", description=f"top {MAX_ROWS} divergences this cycle"
+    )

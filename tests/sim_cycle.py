@@ -48,7 +48,10 @@ def run_cycle(sim: SimFleet, config: FleetConfig | None = None) -> CycleRun:
     at = sim.now()
     expected_raw = read_expected_trades(config.expected_trades, Path("."))
     snapshot, _ = pipeline.fetch_fleet(
-        config, fetched_at=at, open_terminal=open_terminal, expected_symbols=pipeline.expected_symbols_by_login(expected_raw)
+        config,
+        fetched_at=at,
+        open_terminal=open_terminal,
+        expected_symbols=pipeline.expected_symbols_by_login(expected_raw),
     )
     validated = pipeline.validate_cycle(snapshot, expected_raw, now=at)
     return CycleRun(snapshot, expected_raw, validated, pipeline.reconcile_cycle(validated, config))

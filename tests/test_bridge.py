@@ -292,7 +292,7 @@ def test_order_send_request_arrives_intact(client: BridgeTerminal, fake: FakeMT5
     }
     result = client.order_send(request)
 
-    (name, (received,), _), = fake.calls
+    ((name, (received,), _),) = fake.calls
     assert name == "order_send" and type(received) is dict and received == request
     assert type(result) is records.OrderSendResult and result.retcode == TRADE_RETCODE_DONE
     assert type(result.request) is records.TradeRequest

@@ -50,13 +50,25 @@ def store_home(tmp_path: Path) -> Path:
 def test_sql_binds_parameters(store_home: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     result = runner.invoke(
-        app, ["sql", "SELECT login FROM account_snapshots WHERE login = $login", "--param", "login=2", "--home", str(store_home), "--out", str(out)]
+        app,
+        [
+            "sql",
+            "SELECT login FROM account_snapshots WHERE login = $login",
+            "--param",
+            "login=2",
+            "--home",
+            str(store_home),
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert pl.read_csv(out)["login"].to_list() == [2]
 
 
-@pytest.mark.parametrize("statement", ["DELETE FROM account_snapshots", "SELECT 1; DROP TABLE cycles", "CREATE TABLE x (a INT)"])
+@pytest.mark.parametrize(
+    "statement", ["DELETE FROM account_snapshots", "SELECT 1; DROP TABLE cycles", "CREATE TABLE x (a INT)"]
+)
 def test_sql_refuses_anything_but_one_select(store_home: Path, statement: str) -> None:
     result = runner.invoke(app, ["sql", statement, "--home", str(store_home)])
     assert result.exit_code != 0

@@ -20,9 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _write_fleet(sim: SimFleet, path: Path) -> Path:
     config = sim_fleet_config(sim, name="flowtest")
-    lines = ['name = "flowtest"', '[expected_trades]', 'kind = "sim"']
+    lines = ['name = "flowtest"', "[expected_trades]", 'kind = "sim"']
     for account in config.accounts:
-        lines += ["[[accounts]]", f"login = {account.login}", f'server = "{account.server}"', 'connector = { kind = "sim" }']
+        lines += [
+            "[[accounts]]",
+            f"login = {account.login}",
+            f'server = "{account.server}"',
+            'connector = { kind = "sim" }',
+        ]
     path.write_text("\n".join(lines) + "\n")
     return path
 

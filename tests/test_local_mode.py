@@ -14,8 +14,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from mt5recon.fleet import demo_fleet_path
 from mt5recon.store.lake import StoreConfig, open_reader
 
@@ -37,11 +35,12 @@ def _fleet_on_free_ports(path: Path) -> Path:
 
 def _flow_runs(api: str) -> list[dict[str, object]]:
     request = urllib.request.Request(
-        f"{api}/flow_runs/filter", data=json.dumps({"limit": 200}).encode(), headers={"Content-Type": "application/json"}
+        f"{api}/flow_runs/filter",
+        data=json.dumps({"limit": 200}).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return list(json.load(response))
-
 
 
 def test_up_runs_cycles_on_schedule_while_an_analyst_reads(tmp_path: Path) -> None:
@@ -77,7 +76,9 @@ def test_up_runs_cycles_on_schedule_while_an_analyst_reads(tmp_path: Path) -> No
                     break
             time.sleep(1)
         assert up.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
-        assert seen_cycles and seen_cycles[-1] >= 4, f"cycles seen {seen_cycles}; log: {(tmp_path / 'up.log').read_text()[-3000:]}"
+        assert seen_cycles and seen_cycles[-1] >= 4, (
+            f"cycles seen {seen_cycles}; log: {(tmp_path / 'up.log').read_text()[-3000:]}"
+        )
         assert [e for e in reader_errors if not e.startswith("open:")] == [], reader_errors
         assert seen_cycles == sorted(seen_cycles), "the reader sees cycles only ever added"
 

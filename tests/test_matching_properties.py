@@ -44,8 +44,13 @@ _expected = st.lists(
 
 @settings(max_examples=80, deadline=None)
 @given(_positions, _expected, st.sampled_from([0, 2]))
-def test_never_a_double_match_and_everything_accounted(positions: list[dict[str, Any]], expected: list[dict[str, Any]], mode: int) -> None:
-    pos = frame("positions", [{"login": 1, "ticket": i + 1, "time": EARLIER - timedelta(seconds=i), **p} for i, p in enumerate(positions)])
+def test_never_a_double_match_and_everything_accounted(
+    positions: list[dict[str, Any]], expected: list[dict[str, Any]], mode: int
+) -> None:
+    pos = frame(
+        "positions",
+        [{"login": 1, "ticket": i + 1, "time": EARLIER - timedelta(seconds=i), **p} for i, p in enumerate(positions)],
+    )
     exp = frame("expected_trades", [{"login": 1, "trade_id": f"t-{i + 1:06d}", **e} for i, e in enumerate(expected)])
     result = reconcile(
         accounts=frame("accounts", [{"login": 1, "margin_mode": mode}]),
@@ -76,6 +81,8 @@ def test_one_to_one_assignment_is_a_matching(pairs: list[tuple[int, int, float]]
     assert chosen["trade_id"].n_unique() == chosen.height
     assert chosen["ticket"].n_unique() == chosen.height
     # maximal: no candidate left whose both sides are still free
-    free = candidates.join(chosen.select("trade_id"), on="trade_id", how="anti").join(chosen.select("ticket"), on="ticket", how="anti")
+    free = candidates.join(chosen.select("trade_id"), on="trade_id", how="anti").join(
+        chosen.select("ticket"), on="ticket", how="anti"
+    )
     assert free.height == 0
     assert chosen.equals(one_to_one.assign(candidates.sample(fraction=1.0, shuffle=True, seed=1))), "deterministic"

@@ -59,8 +59,13 @@ def test_replay_with_other_tolerances_into_its_own_store_is_idempotent(tmp_path:
         record_cycle(tmp_path / "rec", run.snapshot, run.expected_raw, sim.now())
 
     recording = Replay(tmp_path / "rec")
-    lenient = config.model_copy(update={"tolerances": config.tolerances.model_copy(
-        update={"default": config.tolerances.default.model_copy(update={"slippage_pips": 20.0})})})
+    lenient = config.model_copy(
+        update={
+            "tolerances": config.tolerances.model_copy(
+                update={"default": config.tolerances.default.model_copy(update={"slippage_pips": 20.0})}
+            )
+        }
+    )
     with Store.open(StoreConfig.under(tmp_path / "replay")) as store:
         first = [replay_cycle(recording, at, lenient, tmp_path, store) for at in recording.cycles()]
         again = [replay_cycle(recording, at, lenient, tmp_path, store) for at in recording.cycles()]
@@ -80,7 +85,7 @@ def test_replay_refuses_a_folder_that_is_not_a_recording(tmp_path: Path) -> None
 
 
 def test_recorded_frames_carry_login_and_fetched_at(tmp_path: Path) -> None:
-    sim, clock = _busy_fleet()
+    sim, _ = _busy_fleet()
     run = run_cycle(sim)
     record_cycle(tmp_path, run.snapshot, run.expected_raw, sim.now())
     for name in ("accounts", "positions", "orders", "deals", "ticks", "symbols", "expected_trades"):

@@ -40,9 +40,8 @@ def quiet(**kw: object) -> tuple[SimFleet, SimClock]:
 
 
 def snapshot(fleet: SimFleet) -> tuple[object, ...]:
-    return tuple(
-        (a.info(), a.positions(), a.orders(), a.deals()) for a in fleet.accounts()
-    ) + (fleet.expected_trades().rows(),)
+    accounts = tuple((a.info(), a.positions(), a.orders(), a.deals()) for a in fleet.accounts())
+    return (*accounts, fleet.expected_trades().rows())
 
 
 # -- the fleet ---------------------------------------------------------------------------------
@@ -172,8 +171,12 @@ def test_records_are_the_package_named_tuples() -> None:
     assert type(term.symbol_info_tick("EURUSD")) is Tick
     p = positions[0]
     assert p.identifier and p.ticket and p.symbol and p.time_msc // 1000 == p.time
-    assert p.price_current == (term.symbol_info_tick(p.symbol).bid if p.type == 0 else  # type: ignore[union-attr]
-                               term.symbol_info_tick(p.symbol).ask)  # type: ignore[union-attr]
+    assert p.price_current == (
+        term.symbol_info_tick(p.symbol).bid
+        if p.type == 0
+        # type: ignore[union-attr]
+        else term.symbol_info_tick(p.symbol).ask
+    )  # type: ignore[union-attr]
 
 
 def test_empty_tuple_is_not_a_failure() -> None:
@@ -217,8 +220,13 @@ def test_account_info_arithmetic() -> None:
 def test_symbol_specs() -> None:
     fleet, _ = quiet()
     term = fleet.terminal(5001, connect=True)
-    expected = {"EURUSD": (5, 0.00001, 100_000.0), "GBPUSD": (5, 0.00001, 100_000.0),
-                "USDJPY": (3, 0.001, 100_000.0), "XAUUSD": (2, 0.01, 100.0), "US500": (2, 0.01, 1.0)}
+    expected = {
+        "EURUSD": (5, 0.00001, 100_000.0),
+        "GBPUSD": (5, 0.00001, 100_000.0),
+        "USDJPY": (3, 0.001, 100_000.0),
+        "XAUUSD": (2, 0.01, 100.0),
+        "US500": (2, 0.01, 1.0),
+    }
     for name, (digits, point, contract) in expected.items():
         info = term.symbol_info(name)
         assert info is not None and info.name == name
@@ -241,8 +249,14 @@ def test_server_offset_applies_to_every_time() -> None:
         fleet.account(5001).bot_open("EURUSD", "buy", 0.1, sl_pips=0, tp_pips=0)
         fleet.account(5001).bot_limit("EURUSD", "buy", 0.1)
         term = fleet.terminal(5001, connect=True)
-        rows.append((term.positions_get()[0], term.orders_get()[0],  # type: ignore[index]
-                     term.history_deals_get(0, 2**31)[-1], term.symbol_info_tick("EURUSD")))  # type: ignore[index]
+        rows.append(
+            (
+                term.positions_get()[0],
+                term.orders_get()[0],  # type: ignore[index]
+                term.history_deals_get(0, 2**31)[-1],
+                term.symbol_info_tick("EURUSD"),
+            )
+        )  # type: ignore[index]
     (p0, o0, d0, t0), (p2, o2, d2, t2) = rows
     assert p0.time == START.timestamp()
     assert p2.time - p0.time == 7200 and p2.time_msc - p0.time_msc == 7_200_000
@@ -264,8 +278,9 @@ def test_history_deals_get_variants() -> None:
     everything = term.history_deals_get(datetime(2020, 1, 1, tzinfo=UTC), clock.now() + timedelta(days=1))
     assert everything
     assert everything == term.history_deals_get(0, int(clock.now().timestamp()) + 86_400)
-    assert everything == term.history_deals_get(datetime(2020, 1, 1), clock.now().replace(tzinfo=None)
-                                                + timedelta(days=1))
+    assert everything == term.history_deals_get(
+        datetime(2020, 1, 1), clock.now().replace(tzinfo=None) + timedelta(days=1)
+    )
     assert everything[0].type == c.DEAL_TYPE_BALANCE and everything[0].profit == 50_000.0
     assert [d.time_msc for d in everything] == sorted(d.time_msc for d in everything)
     recent = term.history_deals_get(clock.now() - timedelta(minutes=5), clock.now())
@@ -283,26 +298,55 @@ def test_order_send_open_modify_close() -> None:
     term = fleet.terminal(5001, connect=True)
     tick = term.symbol_info_tick("EURUSD")
     assert tick is not None
-    opened = term.order_send({"action": c.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.3,
-                              "type": c.ORDER_TYPE_BUY, "price": tick.ask, "deviation": 10, "magic": 42,
-                              "comment": "api", "type_filling": c.ORDER_FILLING_IOC})
+    opened = term.order_send(
+        {
+            "action": c.TRADE_ACTION_DEAL,
+            "symbol": "EURUSD",
+            "volume": 0.3,
+            "type": c.ORDER_TYPE_BUY,
+            "price": tick.ask,
+            "deviation": 10,
+            "magic": 42,
+            "comment": "api",
+            "type_filling": c.ORDER_FILLING_IOC,
+        }
+    )
     assert isinstance(opened, OrderSendResult) and opened.retcode == c.TRADE_RETCODE_DONE
     assert opened.price == tick.ask and opened.volume == 0.3 and opened.request.magic == 42
     (pos,) = term.positions_get()  # type: ignore[misc]
-    assert (pos.ticket, pos.identifier, pos.magic, pos.reason) == (opened.order, opened.order, 42,
-                                                                    c.POSITION_REASON_EXPERT)
+    assert (pos.ticket, pos.identifier, pos.magic, pos.reason) == (
+        opened.order,
+        opened.order,
+        42,
+        c.POSITION_REASON_EXPERT,
+    )
     sltp = term.order_send({"action": c.TRADE_ACTION_SLTP, "position": pos.ticket, "sl": 1.08, "tp": 1.09})
     assert sltp is not None and sltp.retcode == c.TRADE_RETCODE_DONE
     assert term.positions_get()[0][11:13] == (1.08, 1.09)  # type: ignore[index]
     bad = term.order_send({"action": c.TRADE_ACTION_SLTP, "position": pos.ticket, "sl": 1.2})
     assert bad is not None and bad.retcode != c.TRADE_RETCODE_DONE
     clock.advance(60)
-    partial = term.order_send({"action": c.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1,
-                               "type": c.ORDER_TYPE_SELL, "position": pos.ticket})
+    partial = term.order_send(
+        {
+            "action": c.TRADE_ACTION_DEAL,
+            "symbol": "EURUSD",
+            "volume": 0.1,
+            "type": c.ORDER_TYPE_SELL,
+            "position": pos.ticket,
+        }
+    )
     assert partial is not None and partial.retcode == c.TRADE_RETCODE_DONE
     assert term.positions_get()[0].volume == 0.2  # type: ignore[index]
-    closed = term.order_send({"action": c.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.2,
-                              "type": c.ORDER_TYPE_SELL, "position": pos.ticket, "magic": 42})
+    closed = term.order_send(
+        {
+            "action": c.TRADE_ACTION_DEAL,
+            "symbol": "EURUSD",
+            "volume": 0.2,
+            "type": c.ORDER_TYPE_SELL,
+            "position": pos.ticket,
+            "magic": 42,
+        }
+    )
     assert closed is not None and closed.retcode == c.TRADE_RETCODE_DONE
     assert term.positions_get() == ()
     deals = term.history_deals_get(position=pos.identifier)
@@ -341,14 +385,28 @@ def test_pending_orders_place_and_remove() -> None:
     term = fleet.terminal(5001, connect=True)
     tick = term.symbol_info_tick("EURUSD")
     assert tick is not None
-    placed = term.order_send({"action": c.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.1,
-                              "type": c.ORDER_TYPE_BUY_LIMIT, "price": round(tick.ask - 0.002, 5)})
+    placed = term.order_send(
+        {
+            "action": c.TRADE_ACTION_PENDING,
+            "symbol": "EURUSD",
+            "volume": 0.1,
+            "type": c.ORDER_TYPE_BUY_LIMIT,
+            "price": round(tick.ask - 0.002, 5),
+        }
+    )
     assert placed is not None and placed.retcode == c.TRADE_RETCODE_DONE
     (order,) = term.orders_get()  # type: ignore[misc]
     assert order.ticket == placed.order and order.type == c.ORDER_TYPE_BUY_LIMIT
     assert order.state == c.ORDER_STATE_PLACED
-    wrong = term.order_send({"action": c.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.1,
-                             "type": c.ORDER_TYPE_BUY_LIMIT, "price": tick.ask + 0.01})
+    wrong = term.order_send(
+        {
+            "action": c.TRADE_ACTION_PENDING,
+            "symbol": "EURUSD",
+            "volume": 0.1,
+            "type": c.ORDER_TYPE_BUY_LIMIT,
+            "price": tick.ask + 0.01,
+        }
+    )
     assert wrong is not None and wrong.retcode != c.TRADE_RETCODE_DONE
     removed = term.order_send({"action": c.TRADE_ACTION_REMOVE, "order": order.ticket})
     assert removed is not None and removed.retcode == c.TRADE_RETCODE_DONE
@@ -373,8 +431,7 @@ def test_expected_trades_contract() -> None:
     assert expected["sl"].null_count() > 0 and expected["tp"].null_count() > 0
     assert expected.filter(pl.col("closed_at").is_null()).height > 100
     assert expected.filter(pl.col("closed_at").is_not_null()).height > 100
-    assert set(expected.filter(pl.col("login") == 5003)["symbol"]) <= {"EURUSD", "GBPUSD", "USDJPY", "XAUUSD",
-                                                                       "US500"}
+    assert set(expected.filter(pl.col("login") == 5003)["symbol"]) <= {"EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "US500"}
     assert fleet.expected_trades(5001).equals(expected.filter(pl.col("login") == 5001))
 
 
@@ -402,8 +459,9 @@ def test_expected_trades_sqlite_upsert(tmp_path: Path) -> None:
     clock.advance(1200)
     fleet.write_expected_trades_sqlite(db)
     with sqlite3.connect(db) as con:
-        rows = con.execute("SELECT trade_id, login, opened_at, closed_at, sl, position_id FROM expected_trades"
-                           ).fetchall()
+        rows = con.execute(
+            "SELECT trade_id, login, opened_at, closed_at, sl, position_id FROM expected_trades"
+        ).fetchall()
     frame = fleet.expected_trades()
     assert len(rows) == frame.height
     by_key = {(r[1], r[0]): r for r in rows}
@@ -426,8 +484,9 @@ def test_bot_trades_over_time_and_notices_late() -> None:
     assert (closed["closed_at"] > closed["opened_at"]).all()
     # every deal of the bot carries its magic and reason EXPERT on entry
     deals = [d for d in fleet.account(5002).deals() if d.magic == fleet.account(5002).spec.bot_magic]
-    assert deals and all(d.reason in (c.DEAL_REASON_EXPERT, c.DEAL_REASON_SL, c.DEAL_REASON_TP,
-                                      c.DEAL_REASON_SO) for d in deals)
+    assert deals and all(
+        d.reason in (c.DEAL_REASON_EXPERT, c.DEAL_REASON_SL, c.DEAL_REASON_TP, c.DEAL_REASON_SO) for d in deals
+    )
     assert any(d.reason in (c.DEAL_REASON_SL, c.DEAL_REASON_TP) for d in deals), "price hits SL/TP by itself"
 
 

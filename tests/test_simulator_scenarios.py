@@ -121,8 +121,9 @@ def test_bot_closes_by_itself_after_its_hold_time(fleet: SimFleet, clock: SimClo
     assert acct.position(trade_id) is None
 
 
-def test_bot_limit_order_fills_from_price(fleet: SimFleet, clock: SimClock, acct: SimAccount,
-                                          term: SimTerminal) -> None:
+def test_bot_limit_order_fills_from_price(
+    fleet: SimFleet, clock: SimClock, acct: SimAccount, term: SimTerminal
+) -> None:
     ticket = acct.bot_limit("EURUSD", "buy", 0.1, distance_pips=10)
     (order,) = term.orders_get()  # type: ignore[misc]
     assert order.ticket == ticket and order.type == c.ORDER_TYPE_BUY_LIMIT and order.comment.startswith("b5001-")
@@ -136,8 +137,7 @@ def test_bot_limit_order_fills_from_price(fleet: SimFleet, clock: SimClock, acct
     assert row["price"] == order.price_open and row["closed_at"] is None
 
 
-def test_unfilled_limit_order_is_cancelled_by_the_bot(clock: SimClock, acct: SimAccount,
-                                                       term: SimTerminal) -> None:
+def test_unfilled_limit_order_is_cancelled_by_the_bot(clock: SimClock, acct: SimAccount, term: SimTerminal) -> None:
     acct.bot_limit("EURUSD", "sell", 0.1, distance_pips=30, expiry_secs=60)
     assert len(term.orders_get() or ()) == 1
     clock.advance(61)
@@ -163,8 +163,9 @@ def test_foreign_ea_trade(acct: SimAccount, term: SimTerminal) -> None:
     assert (pos.magic, pos.reason, pos.comment) == (424242, c.POSITION_REASON_EXPERT, "grid#7")
 
 
-def test_manual_close_of_a_bot_trade_is_noticed_late(fleet: SimFleet, clock: SimClock, acct: SimAccount,
-                                                      term: SimTerminal) -> None:
+def test_manual_close_of_a_bot_trade_is_noticed_late(
+    fleet: SimFleet, clock: SimClock, acct: SimAccount, term: SimTerminal
+) -> None:
     acct.set_notice_delay(45)
     trade_id = acct.bot_open("EURUSD", "buy", 0.1)
     pos = acct.position(trade_id)
@@ -183,10 +184,12 @@ def test_manual_close_of_a_bot_trade_is_noticed_late(fleet: SimFleet, clock: Sim
 # -- the broker closes -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("close", "reason", "tag"), [("close_by_sl", c.DEAL_REASON_SL, "sl"),
-                                                      ("close_by_tp", c.DEAL_REASON_TP, "tp")])
-def test_broker_close_by_level(fleet: SimFleet, clock: SimClock, acct: SimAccount, term: SimTerminal,
-                               close: str, reason: int, tag: str) -> None:
+@pytest.mark.parametrize(
+    ("close", "reason", "tag"), [("close_by_sl", c.DEAL_REASON_SL, "sl"), ("close_by_tp", c.DEAL_REASON_TP, "tp")]
+)
+def test_broker_close_by_level(
+    fleet: SimFleet, clock: SimClock, acct: SimAccount, term: SimTerminal, close: str, reason: int, tag: str
+) -> None:
     acct.set_notice_delay(30)
     trade_id = acct.bot_open("EURUSD", "buy", 0.1, sl_pips=20, tp_pips=30)
     pos = acct.position(trade_id)
@@ -202,8 +205,9 @@ def test_broker_close_by_level(fleet: SimFleet, clock: SimClock, acct: SimAccoun
     assert expected_row(fleet, trade_id)["closed_at"] is not None
 
 
-def test_sl_and_tp_hit_from_price_movement(fleet: SimFleet, clock: SimClock, acct: SimAccount,
-                                           term: SimTerminal) -> None:
+def test_sl_and_tp_hit_from_price_movement(
+    fleet: SimFleet, clock: SimClock, acct: SimAccount, term: SimTerminal
+) -> None:
     buy = acct.bot_open("EURUSD", "buy", 0.1, sl_pips=10, tp_pips=0)
     sell = acct.bot_open("EURUSD", "sell", 0.1, sl_pips=0, tp_pips=10)
     buy_pos, sell_pos = acct.position(buy), acct.position(sell)
@@ -218,8 +222,9 @@ def test_sl_and_tp_hit_from_price_movement(fleet: SimFleet, clock: SimClock, acc
     assert tick is not None and buy_exit.price == tick.bid and sell_exit.price == tick.ask
 
 
-def test_gap_fills_stops_at_the_gapped_price(fleet: SimFleet, clock: SimClock, acct: SimAccount,
-                                             term: SimTerminal) -> None:
+def test_gap_fills_stops_at_the_gapped_price(
+    fleet: SimFleet, clock: SimClock, acct: SimAccount, term: SimTerminal
+) -> None:
     trade_id = acct.bot_open("XAUUSD", "sell", 0.1, sl_pips=500)
     pos = acct.position(trade_id)
     assert pos is not None
@@ -245,8 +250,7 @@ def test_forced_stop_out_closes_the_biggest_loser(fleet: SimFleet, acct: SimAcco
     assert so.reason == c.DEAL_REASON_SO and so.comment.startswith("[so ") and so.profit < 0
 
 
-def test_stop_out_from_margin_level(fleet: SimFleet, clock: SimClock, acct: SimAccount,
-                                    term: SimTerminal) -> None:
+def test_stop_out_from_margin_level(fleet: SimFleet, clock: SimClock, acct: SimAccount, term: SimTerminal) -> None:
     acct.manual_open("EURUSD", "buy", 30.0)
     acct.manual_open("USDJPY", "buy", 1.0)
     info = term.account_info()
@@ -287,8 +291,15 @@ def test_ticket_change_keeps_the_identifier(clock: SimClock, acct: SimAccount, t
     assert term.positions_get(ticket=pos.ticket) == ()
     (moved,) = term.positions_get(ticket=new_ticket)  # type: ignore[misc]
     assert moved.identifier == pos.identifier and moved.time_update > moved.time
-    closed = term.order_send({"action": c.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1,
-                              "type": c.ORDER_TYPE_SELL, "position": new_ticket})
+    closed = term.order_send(
+        {
+            "action": c.TRADE_ACTION_DEAL,
+            "symbol": "EURUSD",
+            "volume": 0.1,
+            "type": c.ORDER_TYPE_SELL,
+            "position": new_ticket,
+        }
+    )
     assert closed is not None and closed.retcode == c.TRADE_RETCODE_DONE
     assert {d.position_id for d in term.history_deals_get(position=pos.identifier) or ()} == {pos.identifier}
 
@@ -320,8 +331,11 @@ def test_deposit_withdrawal_and_credit(acct: SimAccount, term: SimTerminal) -> N
     info = term.account_info()
     assert info is not None and info.balance == balance + 1500.0 and info.credit == 300.0
     money = [d for d in term.history_deals_get(0, 2**31) or () if not d.symbol]
-    assert [(d.type, d.profit) for d in money][-3:] == [(c.DEAL_TYPE_BALANCE, 2500.0),
-                                                        (c.DEAL_TYPE_BALANCE, -1000.0), (c.DEAL_TYPE_CREDIT, 300.0)]
+    assert [(d.type, d.profit) for d in money][-3:] == [
+        (c.DEAL_TYPE_BALANCE, 2500.0),
+        (c.DEAL_TYPE_BALANCE, -1000.0),
+        (c.DEAL_TYPE_CREDIT, 300.0),
+    ]
     assert all(d.position_id == 0 and d.entry == c.DEAL_ENTRY_IN for d in money)
 
 
@@ -385,9 +399,13 @@ def test_netting_average_reduce_reverse_close(fleet: SimFleet, clock: SimClock) 
     assert term.positions_get() == ()
     deals = term.history_deals_get(position=identifier)
     assert deals is not None
-    assert [(d.entry, d.volume) for d in deals] == [(c.DEAL_ENTRY_IN, 0.1), (c.DEAL_ENTRY_IN, 0.3),
-                                                    (c.DEAL_ENTRY_OUT, 0.1), (c.DEAL_ENTRY_INOUT, 0.5),
-                                                    (c.DEAL_ENTRY_OUT, 0.2)]
+    assert [(d.entry, d.volume) for d in deals] == [
+        (c.DEAL_ENTRY_IN, 0.1),
+        (c.DEAL_ENTRY_IN, 0.3),
+        (c.DEAL_ENTRY_OUT, 0.1),
+        (c.DEAL_ENTRY_INOUT, 0.5),
+        (c.DEAL_ENTRY_OUT, 0.2),
+    ]
     assert deals[3].ticket and deals[3].order == rev.ticket
     assert expected_row(fleet, b)["closed_at"] is None  # the bot still believes in b
 
@@ -456,8 +474,10 @@ def test_auth_failure(fleet: SimFleet, acct: SimAccount) -> None:
 def test_none_snapshot_per_call(acct: SimAccount, term: SimTerminal, method: str) -> None:
     acct.fail_snapshot(2, methods={method})
     calls: dict[str, Callable[[], object]] = {
-        "positions_get": term.positions_get, "orders_get": term.orders_get,
-        "history_deals_get": lambda: term.history_deals_get(0, 2**31)}
+        "positions_get": term.positions_get,
+        "orders_get": term.orders_get,
+        "history_deals_get": lambda: term.history_deals_get(0, 2**31),
+    }
     for name, call in calls.items():
         if name != method:
             assert call() is not None
@@ -516,8 +536,15 @@ def test_random_scenarios_leave_every_kind_of_evidence() -> None:
                 malformed += 1
     deals = [d for a in fleet.accounts() for d in a.deals() if d.time_msc >= START.timestamp() * 1000]
     reasons = {d.reason for d in deals if d.entry != c.DEAL_ENTRY_IN}
-    assert {c.DEAL_REASON_CLIENT, c.DEAL_REASON_MOBILE, c.DEAL_REASON_WEB, c.DEAL_REASON_EXPERT,
-            c.DEAL_REASON_SL, c.DEAL_REASON_TP, c.DEAL_REASON_SO} <= reasons
+    assert {
+        c.DEAL_REASON_CLIENT,
+        c.DEAL_REASON_MOBILE,
+        c.DEAL_REASON_WEB,
+        c.DEAL_REASON_EXPERT,
+        c.DEAL_REASON_SL,
+        c.DEAL_REASON_TP,
+        c.DEAL_REASON_SO,
+    } <= reasons
     assert any(d.type == c.DEAL_TYPE_BALANCE and d.profit > 0 for d in deals)
     assert any(d.type == c.DEAL_TYPE_BALANCE and d.profit < 0 for d in deals)
     assert any(d.magic not in (0, 100_000 + a.login) for a in fleet.accounts() for d in a.deals())
@@ -525,8 +552,13 @@ def test_random_scenarios_leave_every_kind_of_evidence() -> None:
     assert malformed > 0
     expected = fleet.expected_trades()
     positions = {p.identifier: p for a in fleet.accounts() for p in a.positions()}
-    slipped = [r for r in expected.filter(pl.col("closed_at").is_null() & pl.col("position_id").is_not_null()
-                                          ).iter_rows(named=True)
-               if r["position_id"] in positions and fleet.account(r["login"]).spec.hedging
-               and positions[r["position_id"]].price_open != r["price"]]
+    slipped = [
+        r
+        for r in expected.filter(pl.col("closed_at").is_null() & pl.col("position_id").is_not_null()).iter_rows(
+            named=True
+        )
+        if r["position_id"] in positions
+        and fleet.account(r["login"]).spec.hedging
+        and positions[r["position_id"]].price_open != r["price"]
+    ]
     assert slipped, "some entries filled away from the requested price"

@@ -144,9 +144,7 @@ def test_a_failing_insert_rolls_back_the_whole_cycle(store: Store, monkeypatch: 
     assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (0,)
     monkeypatch.setattr(Store, "_insert", real_insert)
     assert not store.commit_cycle("c-6", frames).duplicate
-    assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (
-        frames["positions"].height,
-    )
+    assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (frames["positions"].height,)
 
 
 def test_migrate_is_versioned_and_a_no_op_when_current(config: StoreConfig) -> None:
@@ -159,9 +157,7 @@ def test_migrate_is_versioned_and_a_no_op_when_current(config: StoreConfig) -> N
         versions = store.connection.execute("SELECT version FROM schema_version").fetchall()
         assert versions == [(migrations.LATEST,)]
         assert store.has_cycle("c-7")
-        after = store.connection.execute(
-            "SELECT * FROM ducklake_snapshots('recon') WHERE snapshot_id > ?", snapshot
-        )
+        after = store.connection.execute("SELECT * FROM ducklake_snapshots('recon') WHERE snapshot_id > ?", snapshot)
         assert len(after.fetchall()) == 1  # only the cycle's commit: migrating created no snapshot
 
 

@@ -7,6 +7,7 @@ runs are repeatable and leave nothing behind.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from mt5recon.store.lake import Store, StoreConfig, analyst_attach_sql, open_rea
 from mt5recon.store.samples import sample_cycle
 from mt5recon.store.tables import STORE_TABLES
 
-PG_DSN = "dbname=test host=127.0.0.1 port=5432"
+PG_DSN = os.environ.get("MT5RECON_TEST_PG_DSN", "dbname=test host=127.0.0.1 port=5432")
 SPAWN = multiprocessing.get_context("spawn")
 TIMEOUT = 60
 

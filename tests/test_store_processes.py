@@ -64,7 +64,7 @@ def reader_main(
     replies.put(("ready",))
     while True:
         try:
-            command = commands.get(timeout=0.02)
+            command = commands.get(timeout=0.05)
         except queue.Empty:
             try:  # an analyst hammering the lake while the writer commits the next cycle
                 con.execute("SELECT count(*), max(cycle_id), sum(volume) FROM positions").fetchall()

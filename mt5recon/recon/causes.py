@@ -40,7 +40,10 @@ def missing_causes(missing: pl.DataFrame, deals: pl.DataFrame, deals_ok: pl.Data
     entries = trades.filter(pl.col("entry") == _ENTRY_IN)
     tagged = (
         missing.select("login", "trade_id", "magic")
-        .join(entries.select("login", "magic", "comment", pl.col("position_id").alias("tag_position")), on=["login", "magic"])
+        .join(
+            entries.select("login", "magic", "comment", pl.col("position_id").alias("tag_position")),
+            on=["login", "magic"],
+        )
         .filter(matching.carries_tag(pl.col("comment"), pl.col("trade_id")))
         .group_by("login", "trade_id")
         .agg(pl.col("tag_position").min())
@@ -54,8 +57,10 @@ def missing_causes(missing: pl.DataFrame, deals: pl.DataFrame, deals_ok: pl.Data
     with_position = missing.join(tagged, on=["login", "trade_id"], how="left").with_columns(
         pl.coalesce("position_id", "tag_position").alias("identifier")
     )
-    has_entry = entries.select("login", pl.col("position_id").alias("identifier")).unique().with_columns(
-        pl.lit(True).alias("entry_seen")
+    has_entry = (
+        entries.select("login", pl.col("position_id").alias("identifier"))
+        .unique()
+        .with_columns(pl.lit(True).alias("entry_seen"))
     )
     joined = (
         with_position.join(exits, left_on=["login", "identifier"], right_on=["login", "position_id"], how="left")

@@ -87,8 +87,11 @@ def _level_divergence(frame: pl.DataFrame, level: str, kind: str, threshold: str
 
 def unknown_positions(positions: pl.DataFrame, expected_all: pl.DataFrame) -> pl.DataFrame:
     """Broker positions no bot trade explains, past the grace window: manual, another EA, or the bot's own."""
-    bot_magics = expected_all.filter(pl.col("magic").is_not_null()).select("login", "magic").unique().with_columns(
-        pl.lit(True).alias("bot_magic")
+    bot_magics = (
+        expected_all.filter(pl.col("magic").is_not_null())
+        .select("login", "magic")
+        .unique()
+        .with_columns(pl.lit(True).alias("bot_magic"))
     )
     frame = positions.join(bot_magics, on=["login", "magic"], how="left").filter(
         (pl.col("fetched_at") - pl.col("time")).dt.total_milliseconds() / 1000.0 > pl.col("grace_secs")

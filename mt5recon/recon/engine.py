@@ -35,8 +35,14 @@ def _verifiable(missing: pl.DataFrame, unverifiable: pl.DataFrame) -> pl.DataFra
     return kept.join(by_id, on=["login", "position_id"], how="anti") if "position_id" in kept.columns else kept
 
 
-def _hedging(expected: pl.DataFrame, positions: pl.DataFrame, deals: pl.DataFrame, deals_ok: pl.DataFrame,
-             expected_all: pl.DataFrame, unverifiable: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _hedging(
+    expected: pl.DataFrame,
+    positions: pl.DataFrame,
+    deals: pl.DataFrame,
+    deals_ok: pl.DataFrame,
+    expected_all: pl.DataFrame,
+    unverifiable: pl.DataFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     pairs = matching.match_hedging(expected, positions)
     side_by_side = classify.paired(expected, positions, pairs)
     matches = side_by_side.select(
@@ -60,7 +66,13 @@ def _hedging(expected: pl.DataFrame, positions: pl.DataFrame, deals: pl.DataFram
     found = [
         classify.matched_divergences(side_by_side),
         classify.unknown_positions(leftover_positions, expected_all),
-        dv.rows(missing, kind=dv.MISSING_POSITION, identity=pl.col("trade_id"), expected=pl.col("volume"), cause=pl.col("cause")),
+        dv.rows(
+            missing,
+            kind=dv.MISSING_POSITION,
+            identity=pl.col("trade_id"),
+            expected=pl.col("volume"),
+            cause=pl.col("cause"),
+        ),
     ]
     return matches.cast(dict(MATCH_SCHEMA)), pl.concat(found, how="vertical")  # type: ignore[arg-type]
 
@@ -71,8 +83,11 @@ def _netting_missing(missing: pl.DataFrame, deals: pl.DataFrame, deals_ok: pl.Da
         deals.filter(pl.col("type").is_in([0, 1]) & pl.col("entry").is_in([1, 3]))
         .sort("time_msc")
         .group_by("login", "symbol")
-        .agg(pl.col("reason").last().alias("exit_reason"), pl.col("magic").last().alias("exit_magic"),
-             pl.col("position_id").last().alias("identifier"))
+        .agg(
+            pl.col("reason").last().alias("exit_reason"),
+            pl.col("magic").last().alias("exit_magic"),
+            pl.col("position_id").last().alias("identifier"),
+        )
     )
     # netting trades carry the bot's symbol; deals carry the broker's: join on the instrument
     exits = last_exit.with_columns(normalized_symbol(pl.col("symbol")).alias("norm_symbol")).drop("symbol")
@@ -133,10 +148,13 @@ def reconcile(
     net_slippage = netting.entry_slippage(work.expected.filter(is_netting), work.deals, work.reconcilable)
     matches = pl.concat([hedge_matches, net_matches.cast(dict(MATCH_SCHEMA))], how="vertical")  # type: ignore[arg-type]
     found = pl.concat(
-        [hedge_div, net_div, net_slippage, net_unknown, _netting_missing(net_missing, work.deals, deals_ok)], how="vertical"
+        [hedge_div, net_div, net_slippage, net_unknown, _netting_missing(net_missing, work.deals, deals_ok)],
+        how="vertical",
     )
     found = found.sort("login", "kind", "break_id")
-    return ReconResult(matches=matches.sort("login", "trade_id"), divergences=found, account_stats=_stats(work, matches, found))
+    return ReconResult(
+        matches=matches.sort("login", "trade_id"), divergences=found, account_stats=_stats(work, matches, found)
+    )
 
 
 def _stats(work: WorkingFrames, matches: pl.DataFrame, found: pl.DataFrame) -> pl.DataFrame:

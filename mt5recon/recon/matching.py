@@ -22,7 +22,9 @@ def carries_tag(comment: pl.Expr, trade_id: pl.Expr) -> pl.Expr:
     )
 
 
-def _unmatched(expected: pl.DataFrame, positions: pl.DataFrame, pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _unmatched(
+    expected: pl.DataFrame, positions: pl.DataFrame, pairs: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     return (
         expected.join(pairs.select("login", "trade_id"), on=["login", "trade_id"], how="anti"),
         positions.join(pairs.select("login", "ticket"), on=["login", "ticket"], how="anti"),
@@ -34,7 +36,9 @@ def by_identity(expected: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame
     candidates = expected.filter(pl.col("position_id").is_not_null()).join(
         positions, left_on=["login", "position_id"], right_on=["login", "identifier"], how="inner"
     )
-    scored = candidates.select("login", "trade_id", "ticket", pl.lit("identity").alias("stage"), pl.lit(0.0).alias("score"))
+    scored = candidates.select(
+        "login", "trade_id", "ticket", pl.lit("identity").alias("stage"), pl.lit(0.0).alias("score")
+    )
     return one_to_one.assign(scored)
 
 
@@ -48,7 +52,11 @@ def by_tag(expected: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame:
         .filter(carries_tag(pl.col("comment"), pl.col("trade_id")))
     )
     scored = candidates.select(
-        "login", "trade_id", "ticket", pl.lit("tag").alias("stage"), (-comment.str.len_chars().cast(pl.Float64)).alias("score")
+        "login",
+        "trade_id",
+        "ticket",
+        pl.lit("tag").alias("stage"),
+        (-comment.str.len_chars().cast(pl.Float64)).alias("score"),
     )
     return one_to_one.assign(scored)
 
@@ -63,7 +71,13 @@ def by_fuzzy(expected: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame:
         expected.filter(pl.col("position_id").is_null())
         .join(
             positions.select(
-                "login", "norm_symbol", "dir", "ticket", "price_open", pl.col("volume").alias("volume_pos"), "time",
+                "login",
+                "norm_symbol",
+                "dir",
+                "ticket",
+                "price_open",
+                pl.col("volume").alias("volume_pos"),
+                "time",
                 pl.col("magic").alias("magic_pos"),
             ),
             on=["login", "norm_symbol", "dir"],
@@ -99,10 +113,22 @@ def match_hedging(expected: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFra
     pairs: list[pl.DataFrame] = []
     for stage in (by_identity, by_tag, by_fuzzy):
         remaining_expected, remaining_positions = _unmatched(
-            expected, positions, pl.concat(pairs) if pairs else pl.DataFrame(schema={"login": pl.Int64, "trade_id": pl.String, "ticket": pl.Int64})
+            expected,
+            positions,
+            pl.concat(pairs)
+            if pairs
+            else pl.DataFrame(schema={"login": pl.Int64, "trade_id": pl.String, "ticket": pl.Int64}),
         )
         if remaining_expected.height and remaining_positions.height:
             pairs.append(stage(remaining_expected, remaining_positions).select(PAIR_COLUMNS))
     if not pairs:
-        return pl.DataFrame(schema={"login": pl.Int64, "trade_id": pl.String, "ticket": pl.Int64, "stage": pl.String, "score": pl.Float64})
+        return pl.DataFrame(
+            schema={
+                "login": pl.Int64,
+                "trade_id": pl.String,
+                "ticket": pl.Int64,
+                "stage": pl.String,
+                "score": pl.Float64,
+            }
+        )
     return pl.concat(pairs, how="vertical")

@@ -24,7 +24,10 @@ def net_expected(expected: pl.DataFrame) -> pl.DataFrame:
             pl.col("magic").drop_nulls().first().alias("magic"),
             pl.col("fetched_at").first(),
             pl.col("opened_at").max().alias("last_opened_at"),
-            *[pl.col(c).first() for c in ("pip", "contract_size", "currency_profit", "slippage_pips", "volume_pct", "grace_secs")],
+            *[
+                pl.col(c).first()
+                for c in ("pip", "contract_size", "currency_profit", "slippage_pips", "volume_pct", "grace_secs")
+            ],
         )
         .filter(pl.col("net_expected").abs() > _EPS_LOTS)
     )
@@ -45,14 +48,21 @@ def net_positions(positions: pl.DataFrame) -> pl.DataFrame:
             pl.col("reason").first().alias("reason"),
             pl.col("currency").first(),
             pl.col("fetched_at").first().alias("fetched_at_pos"),
-            *[pl.col(c).first().alias(f"{c}_pos") for c in ("pip", "contract_size", "currency_profit", "slippage_pips", "volume_pct", "grace_secs")],
+            *[
+                pl.col(c).first().alias(f"{c}_pos")
+                for c in ("pip", "contract_size", "currency_profit", "slippage_pips", "volume_pct", "grace_secs")
+            ],
         )
     )
 
 
-def reconcile_netting(expected: pl.DataFrame, positions: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def reconcile_netting(
+    expected: pl.DataFrame, positions: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Returns (matches, divergences of matched symbols, symbol rows present on one side only)."""
-    joined = net_expected(expected).join(net_positions(positions), on=["login", "norm_symbol"], how="full", coalesce=True)
+    joined = net_expected(expected).join(
+        net_positions(positions), on=["login", "norm_symbol"], how="full", coalesce=True
+    )
     both = joined.filter(pl.col("net_expected").is_not_null() & pl.col("net_broker").is_not_null())
     matches = both.explode("trade_ids").select(
         "login",
@@ -93,8 +103,14 @@ def entry_slippage(expected: pl.DataFrame, deals: pl.DataFrame, accounts: pl.Dat
     nothing about one trade's fill; the trade's own entry deal does.
     """
     entries = deals.filter(pl.col("type").is_in([0, 1]) & pl.col("entry").is_in([0, 2])).select(
-        "login", "magic", "comment", pl.col("price").alias("price_open"), pl.col("volume").alias("volume_deal"),
-        pl.col("position_id").alias("identifier"), pl.col("symbol").alias("symbol_deal"), "time_msc",
+        "login",
+        "magic",
+        "comment",
+        pl.col("price").alias("price_open"),
+        pl.col("volume").alias("volume_deal"),
+        pl.col("position_id").alias("identifier"),
+        pl.col("symbol").alias("symbol_deal"),
+        "time_msc",
     )
     tagged = (
         expected.filter(pl.col("magic").is_not_null())

@@ -107,9 +107,7 @@ class StoreConfig:
             catalog=_absolute_catalog(catalog) if catalog is not None else str(root / "catalog.sqlite"),
             data_path=_absolute_data_path(data_path if data_path is not None else str(root / "data")),
             extension_dir=str(
-                Path(extension_dir).expanduser().resolve()
-                if extension_dir is not None
-                else root / "extensions"
+                Path(extension_dir).expanduser().resolve() if extension_dir is not None else root / "extensions"
             ),
             **options,  # type: ignore[arg-type]
         )
@@ -183,9 +181,7 @@ def _attach_options(config: StoreConfig, *, read_only: bool) -> str:
 def attach_sql(config: StoreConfig, *, read_only: bool) -> str:
     """The ATTACH statement for this lake."""
     alias = plain_identifier(config.alias)
-    return (
-        f"ATTACH {literal(config.attach_target)} AS {alias} ({_attach_options(config, read_only=read_only)})"
-    )
+    return f"ATTACH {literal(config.attach_target)} AS {alias} ({_attach_options(config, read_only=read_only)})"
 
 
 def _connect(config: StoreConfig, *, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -301,8 +297,14 @@ class Store:
         dsn = config.postgres_dsn
         cycle_locks = PostgresCycleLocks(dsn, config.metadata_schema) if dsn is not None else None
         try:
-            store = cls(config, _connect(config, read_only=False), lock, cycle_locks)
+            # DuckLake creates its catalog tables on the first ATTACH; two writers doing that at once
+            # on a new Postgres lake collide ("relation ducklake_metadata already exists")
+            with cycle_locks.hold("attach") if cycle_locks is not None else contextlib.nullcontext():
+                connection = _connect(config, read_only=False)
+            store = cls(config, connection, lock, cycle_locks)
         except BaseException:
+            if cycle_locks is not None:
+                cycle_locks.close()
             if lock is not None:
                 lock.release()
             raise
@@ -346,8 +348,7 @@ class Store:
     def _table_exists(self, name: str) -> bool:
         """Whether the lake has table `name` in its main schema."""
         row = self.connection.execute(
-            "SELECT count(*) FROM duckdb_tables()"
-            " WHERE database_name = ? AND schema_name = 'main' AND table_name = ?",
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name = ?",
             [self.config.alias, name],
         ).fetchone()
         return row is not None and row[0] > 0
@@ -357,7 +358,7 @@ class Store:
         if not self._table_exists(migrations.SCHEMA_VERSION):
             return 0
         row = self.connection.execute(
-            f"SELECT coalesce(max(version), 0) FROM {self._table(migrations.SCHEMA_VERSION)}"
+            f"SELECT coalesce(max(version), 0) FROM {self._table(migrations.SCHEMA_VERSION)}"  # noqa: S608 - identifiers from our registry, values are parameters
         ).fetchone()
         return int(row[0]) if row is not None else 0
 
@@ -384,7 +385,7 @@ class Store:
             for statement in migration.statements(self.config.alias):
                 con.execute(statement)
             con.execute(
-                f"INSERT INTO {self._table(migrations.SCHEMA_VERSION)} VALUES (?, ?, now())",
+                f"INSERT INTO {self._table(migrations.SCHEMA_VERSION)} VALUES (?, ?, now())",  # noqa: S608 - identifiers from our registry, values are parameters
                 [migration.version, migration.description],
             )
             con.execute("COMMIT")
@@ -396,8 +397,7 @@ class Store:
     def _check_columns(self) -> None:
         """Fail loudly when STORE_TABLES declares a column the lake lacks (a migration is missing)."""
         rows = self.connection.execute(
-            "SELECT table_name, column_name FROM duckdb_columns()"
-            " WHERE database_name = ? AND schema_name = 'main'",
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main'",
             [self.config.alias],
         ).fetchall()
         present: dict[str, set[str]] = {}
@@ -419,7 +419,7 @@ class Store:
     def _ledger_counts(self, cycle_id: str) -> dict[str, int] | None:
         """The row counts recorded for `cycle_id`, or None when the ledger does not have it."""
         row = self.connection.execute(
-            f"SELECT row_counts FROM {self._table(migrations.LEDGER)} WHERE cycle_id = ? LIMIT 1",
+            f"SELECT row_counts FROM {self._table(migrations.LEDGER)} WHERE cycle_id = ? LIMIT 1",  # noqa: S608 - identifiers from our registry, values are parameters
             [cycle_id],
         ).fetchone()
         if row is None:
@@ -444,9 +444,7 @@ class Store:
         snapshot = None if duplicate else self._last_snapshot()
         return CommitResult(cycle_id, duplicate, counts, snapshot, time.perf_counter() - started)
 
-    def _commit_prepared(
-        self, cycle_id: str, prepared: dict[str, pl.DataFrame]
-    ) -> tuple[bool, dict[str, int]]:
+    def _commit_prepared(self, cycle_id: str, prepared: dict[str, pl.DataFrame]) -> tuple[bool, dict[str, int]]:
         """The transaction itself: (True, recorded counts) for a cycle already in the ledger."""
         con = self.connection
         con.execute("BEGIN TRANSACTION")
@@ -460,7 +458,7 @@ class Store:
             for table, frame in prepared.items():
                 self._insert(table, frame)
             con.execute(
-                f"INSERT INTO {self._table(migrations.LEDGER)} VALUES (?, now(), ?)",
+                f"INSERT INTO {self._table(migrations.LEDGER)} VALUES (?, now(), ?)",  # noqa: S608 - identifiers from our registry, values are parameters
                 [cycle_id, json.dumps(counts, sort_keys=True)],
             )
             _log.debug("cycle %s: committing", cycle_id, extra={"store_phase": "committing"})
@@ -480,7 +478,7 @@ class Store:
         self.connection.register(view, frame)
         try:
             self.connection.execute(
-                f"INSERT INTO {self._table(table)} ({columns}) SELECT {columns} FROM {identifier(view)}"
+                f"INSERT INTO {self._table(table)} ({columns}) SELECT {columns} FROM {identifier(view)}"  # noqa: S608 - identifiers from our registry, values are parameters
             )
         finally:
             self.connection.unregister(view)
@@ -512,9 +510,5 @@ class Store:
         time travel to them keeps working, until `ducklake_expire_snapshots` and
         `ducklake_cleanup_old_files` are run.
         """
-        self.connection.execute(
-            "SELECT * FROM ducklake_flush_inlined_data(?)", [self.config.alias]
-        ).fetchall()
-        self.connection.execute(
-            "SELECT * FROM ducklake_merge_adjacent_files(?)", [self.config.alias]
-        ).fetchall()
+        self.connection.execute("SELECT * FROM ducklake_flush_inlined_data(?)", [self.config.alias]).fetchall()
+        self.connection.execute("SELECT * FROM ducklake_merge_adjacent_files(?)", [self.config.alias]).fetchall()

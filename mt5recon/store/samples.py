@@ -51,9 +51,7 @@ def sample_frame(table: str, rows: int, cycle_id: str) -> pl.DataFrame:
     """`rows` synthetic rows for `table`, all carrying `cycle_id`."""
     schema = STORE_TABLES[table]
     exprs = [
-        pl.lit(cycle_id, dtype=dtype).alias(name)
-        if name == _CYCLE_ID_COLUMN
-        else _column(name, dtype, position)
+        pl.lit(cycle_id, dtype=dtype).alias(name) if name == _CYCLE_ID_COLUMN else _column(name, dtype, position)
         for position, (name, dtype) in enumerate(schema.items())
     ]
     return pl.select(pl.repeat(0, rows).alias("_row")).select(exprs)

@@ -166,9 +166,7 @@ def _decode_arguments(name: str, args: object, kwargs: object) -> tuple[tuple[An
     if type(kwargs) is not tuple or not is_plain(kwargs) or not all(_is_pair(pair) for pair in kwargs):
         raise ValueError(f"{name}: kwargs must be a tuple of (name, plain value) pairs")
     params = _POSITIONAL_PARAMS.get(name, ())
-    call_args = tuple(
-        _convert_arg(name, params[i] if i < len(params) else None, value) for i, value in enumerate(args)
-    )
+    call_args = tuple(_convert_arg(name, params[i] if i < len(params) else None, value) for i, value in enumerate(args))
     call_kwargs = {key: _convert_arg(name, key, value) for key, value in kwargs}
     return call_args, call_kwargs
 
@@ -581,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Serve the real MetaTrader5 module until interrupted (run on the terminal host)."""
     args = _parse_args(argv)
     try:
-        import MetaTrader5  # type: ignore[import-not-found]  # Windows-only: imported only here
+        import MetaTrader5  # Windows-only: imported only here
     except ImportError:
         print("the MetaTrader5 package is not installed (it needs Windows or Wine Python)", file=sys.stderr)
         return 2

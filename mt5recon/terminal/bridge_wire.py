@@ -78,7 +78,7 @@ def _build_record(name: object, fields: object, values: tuple[Any, ...]) -> tupl
         raise WireError(f"unknown record type {name!r}")
     if type(fields) is not tuple or len(fields) != len(values):
         raise WireError(f"{name}: field names do not match values")
-    by_name = dict(zip(fields, values))
+    by_name = dict(zip(fields, values, strict=True))
     missing = [field for field in cls._fields if field not in by_name]  # type: ignore[attr-defined]
     if missing:
         raise WireError(f"{name}: the terminal sent no {', '.join(missing)}")

@@ -19,7 +19,9 @@ from mt5recon.snapshot import Snapshot
 from mt5recon.terminal.api import MT5Api
 
 # frame name -> the record fields it carries (everything except the snapshot keys)
-_RECORD_COLUMNS = {name: [c for c in schema if c not in ("login", "fetched_at")] for name, schema in frames.SNAPSHOT_FRAMES.items()}
+_RECORD_COLUMNS = {
+    name: [c for c in schema if c not in ("login", "fetched_at")] for name, schema in frames.SNAPSHOT_FRAMES.items()
+}
 _ACCOUNT_FLAGS = ("account_ok", "positions_ok", "orders_ok", "deals_ok")
 # columns the frame adds to the record's own fields (ticks carry their symbol)
 _ADDED_COLUMNS = {*_ACCOUNT_FLAGS, "symbol@ticks"}
@@ -63,7 +65,9 @@ def records_to_frame(
     for flag in _ACCOUNT_FLAGS:
         if flag in schema:
             keyed = keyed.with_columns(pl.lit(True).alias(flag))
-    return keyed.select([(pl.col(c) if c in keyed.columns else pl.lit(None)).cast(dtype).alias(c) for c, dtype in schema.items()])
+    return keyed.select(
+        [(pl.col(c) if c in keyed.columns else pl.lit(None)).cast(dtype).alias(c) for c, dtype in schema.items()]
+    )
 
 
 def _error_text(api: MT5Api, call: str) -> str:
@@ -101,7 +105,9 @@ def fetch_account(api: MT5Api, request: FetchRequest) -> Snapshot:
     )
     symbols = _symbols_of(positions or (), orders or (), request.extra_symbols)
     specs = [s for s in (api.symbol_info(name) for name in symbols) if s is not None] if account else []
-    ticks = [(name, t) for name, t in ((n, api.symbol_info_tick(n)) for n in symbols) if t is not None] if account else []
+    ticks = (
+        [(name, t) for name, t in ((n, api.symbol_info_tick(n)) for n in symbols) if t is not None] if account else []
+    )
 
     accounts = _account_frame(account, positions, orders, deals, keys)
     tick_frame = records_to_frame("ticks", [t for _, t in ticks], **keys).with_columns(
@@ -138,7 +144,9 @@ def _account_frame(account: Any, positions: Any, orders: Any, deals: Any, keys: 
         "deals_ok": deals is not None,
     }
     frame = frame.with_columns([pl.lit(v).alias(k) for k, v in flags.items()])
-    return frame.select([(pl.col(c) if c in frame.columns else pl.lit(None)).cast(d).alias(c) for c, d in frames.ACCOUNTS.items()])
+    return frame.select(
+        [(pl.col(c) if c in frame.columns else pl.lit(None)).cast(d).alias(c) for c, d in frames.ACCOUNTS.items()]
+    )
 
 
 def failed_account(request: FetchRequest, error: str) -> Snapshot:
@@ -147,5 +155,7 @@ def failed_account(request: FetchRequest, error: str) -> Snapshot:
         pl.lit(request.fetched_at).cast(frames.UTC_US).alias("fetched_at"),
         *[pl.lit(False).alias(f) for f in _ACCOUNT_FLAGS],
     )
-    accounts = frame.select([(pl.col(c) if c in frame.columns else pl.lit(None)).cast(d).alias(c) for c, d in frames.ACCOUNTS.items()])
+    accounts = frame.select(
+        [(pl.col(c) if c in frame.columns else pl.lit(None)).cast(d).alias(c) for c, d in frames.ACCOUNTS.items()]
+    )
     return Snapshot(accounts=accounts, errors={request.login: error})

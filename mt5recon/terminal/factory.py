@@ -55,10 +55,8 @@ def open_terminal(account: AccountConfig) -> MT5Api:
     }
     if account.password:
         options["password"] = resolve_reference(account.password)
-    if account.connector.path:
-        ok = api.initialize(account.connector.path, **options)
-    else:
-        ok = api.initialize(**options)
+    path = account.connector.path
+    ok = api.initialize(path, **options) if path else api.initialize(**options)
     if not ok:
         code, message = api.last_error()
         api.shutdown()

@@ -23,7 +23,9 @@ def _stamp(at: datetime) -> str:
     return at.strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def record_cycle(directory: Path, snapshot: Snapshot, expected_trades: pl.DataFrame | None, fetched_at: datetime) -> None:
+def record_cycle(
+    directory: Path, snapshot: Snapshot, expected_trades: pl.DataFrame | None, fetched_at: datetime
+) -> None:
     """Append one cycle: each frame to its folder, written to a temp name then renamed (no torn files)."""
     parts = dict(snapshot.frames())
     if expected_trades is not None:

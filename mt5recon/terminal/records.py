@@ -6,7 +6,7 @@ them from here, so every consumer reads fields by name exactly as with the real 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class AccountInfo(NamedTuple):
@@ -205,7 +205,7 @@ class OrderSendResult(NamedTuple):
     request: TradeRequest
 
 
-RECORD_TYPES: dict[str, type[tuple]] = {
+RECORD_TYPES: dict[str, type[tuple[Any, ...]]] = {
     cls.__name__: cls
     for cls in (
         AccountInfo,

@@ -1,11 +1,11 @@
 """The simulated MT5 terminal fleet: the product's embedded default and everybody's test double.
 
-    fleet = SimFleet.demo(seed=7, clock=SimClock(start))   # or SimFleet.quiet(...) for tests
-    mt5 = fleet.terminal(5001)                             # attached, as after initialize(login=5001)
-    mt5.initialize(login=5001, password="x", server="SimBroker-Demo")   # optional, as for real
-    mt5.positions_get()                                    # like the MetaTrader5 module
-    fleet.account(5001).close_by_sl("b5001-000012")        # scenario knobs
-    fleet.expected_trades()                                # what the bots believe
+fleet = SimFleet.demo(seed=7, clock=SimClock(start))   # or SimFleet.quiet(...) for tests
+mt5 = fleet.terminal(5001)                             # attached, as after initialize(login=5001)
+mt5.initialize(login=5001, password="x", server="SimBroker-Demo")   # optional, as for real
+mt5.positions_get()                                    # like the MetaTrader5 module
+fleet.account(5001).close_by_sl("b5001-000012")        # scenario knobs
+fleet.expected_trades()                                # what the bots believe
 """
 
 from mt5recon.terminal.simulator.account import SimAccount

@@ -116,66 +116,134 @@ class SimAccount:
         self.bot.notice_delay = seconds
 
     @synced
-    def bot_open(self, symbol: str | None = None, side: str | None = None, volume: float | None = None, *,
-                 slippage_pips: float = 0.0, fill_ratio: float = 1.0, sl_pips: float | None = None,
-                 tp_pips: float | None = None, record_position_id: bool | None = None,
-                 hold_secs: float | None = None) -> str:
+    def bot_open(
+        self,
+        symbol: str | None = None,
+        side: str | None = None,
+        volume: float | None = None,
+        *,
+        slippage_pips: float = 0.0,
+        fill_ratio: float = 1.0,
+        sl_pips: float | None = None,
+        tp_pips: float | None = None,
+        record_position_id: bool | None = None,
+        hold_secs: float | None = None,
+    ) -> str:
         """The bot opens at market; returns its trade id. sl_pips/tp_pips: 0 none, None its habit."""
         if not 0.0 < fill_ratio <= 1.0:
             raise ValueError("fill_ratio must be in (0, 1]")
-        tr = self.bot.open_trade(self._fleet.event_ms(), self._fleet.knob_rng, symbol=symbol, side=side,
-                                 volume=volume, slippage_pips=slippage_pips, fill_ratio=fill_ratio,
-                                 sl_pips=sl_pips, tp_pips=tp_pips, record_position_id=record_position_id,
-                                 hold_secs=hold_secs)
+        tr = self.bot.open_trade(
+            self._fleet.event_ms(),
+            self._fleet.knob_rng,
+            symbol=symbol,
+            side=side,
+            volume=volume,
+            slippage_pips=slippage_pips,
+            fill_ratio=fill_ratio,
+            sl_pips=sl_pips,
+            tp_pips=tp_pips,
+            record_position_id=record_position_id,
+            hold_secs=hold_secs,
+        )
         return tr.trade_id
 
     @synced
-    def bot_limit(self, symbol: str | None = None, side: str | None = None, volume: float | None = None, *,
-                  distance_pips: float = 10.0, expiry_secs: float | None = None) -> int:
+    def bot_limit(
+        self,
+        symbol: str | None = None,
+        side: str | None = None,
+        volume: float | None = None,
+        *,
+        distance_pips: float = 10.0,
+        expiry_secs: float | None = None,
+    ) -> int:
         """The bot places a limit entry; returns the pending order's ticket."""
-        return self.bot.place_limit(self._fleet.event_ms(), self._fleet.knob_rng, symbol=symbol, side=side,
-                                    volume=volume, distance_pips=distance_pips, expiry_secs=expiry_secs)
+        return self.bot.place_limit(
+            self._fleet.event_ms(),
+            self._fleet.knob_rng,
+            symbol=symbol,
+            side=side,
+            volume=volume,
+            distance_pips=distance_pips,
+            expiry_secs=expiry_secs,
+        )
 
     @synced
     def bot_close(self, trade_id: str) -> None:
         self.bot.close_trade(self.bot.trades[trade_id], self._fleet.event_ms())
 
     # -- other traders on the account ------------------------------------------------------------
-    def _market_open(self, symbol: str | None, side: str | None, volume: float, *, magic: int, reason: int,
-                     sl: float, tp: float, comment: str) -> int:
+    def _market_open(
+        self,
+        symbol: str | None,
+        side: str | None,
+        volume: float,
+        *,
+        magic: int,
+        reason: int,
+        sl: float,
+        tp: float,
+        comment: str,
+    ) -> int:
         name = self._broker_symbol(symbol)
         side = side or self._fleet.knob_rng.choice(("buy", "sell"))
         q = self.book.quotes[name]
         buy = side == "buy"
-        fill = self.book.open_or_net(name, c.ORDER_TYPE_BUY if buy else c.ORDER_TYPE_SELL, volume,
-                                     q.ask if buy else q.bid, self._fleet.event_ms(), magic=magic, reason=reason,
-                                     comment=comment, sl=sl, tp=tp)
+        fill = self.book.open_or_net(
+            name,
+            c.ORDER_TYPE_BUY if buy else c.ORDER_TYPE_SELL,
+            volume,
+            q.ask if buy else q.bid,
+            self._fleet.event_ms(),
+            magic=magic,
+            reason=reason,
+            comment=comment,
+            sl=sl,
+            tp=tp,
+        )
         return fill.position.ticket if fill.position is not None else fill.order
 
     @synced
-    def manual_open(self, symbol: str | None = None, side: str | None = None, volume: float = 0.1, *,
-                    reason: int = c.DEAL_REASON_CLIENT, sl: float = 0.0, tp: float = 0.0, comment: str = "") -> int:
+    def manual_open(
+        self,
+        symbol: str | None = None,
+        side: str | None = None,
+        volume: float = 0.1,
+        *,
+        reason: int = c.DEAL_REASON_CLIENT,
+        sl: float = 0.0,
+        tp: float = 0.0,
+        comment: str = "",
+    ) -> int:
         """A human trades from desktop/mobile/web (magic 0); returns the position ticket."""
         if reason not in MANUAL_REASONS:
             raise ValueError("a manual trade's reason is CLIENT, MOBILE or WEB")
         return self._market_open(symbol, side, volume, magic=0, reason=reason, sl=sl, tp=tp, comment=comment)
 
     @synced
-    def foreign_ea_open(self, symbol: str | None = None, side: str | None = None, volume: float = 0.1, *,
-                        magic: int = 777_001, comment: str = "grid EA") -> int:
+    def foreign_ea_open(
+        self,
+        symbol: str | None = None,
+        side: str | None = None,
+        volume: float = 0.1,
+        *,
+        magic: int = 777_001,
+        comment: str = "grid EA",
+    ) -> int:
         """Another EA on the same account (other magic, reason EXPERT); returns the position ticket."""
-        return self._market_open(symbol, side, volume, magic=magic, reason=c.DEAL_REASON_EXPERT, sl=0.0, tp=0.0,
-                                 comment=comment)
+        return self._market_open(
+            symbol, side, volume, magic=magic, reason=c.DEAL_REASON_EXPERT, sl=0.0, tp=0.0, comment=comment
+        )
 
     @synced
-    def manual_close(self, ref: int | str, *, reason: int = c.DEAL_REASON_CLIENT,
-                     volume: float | None = None) -> int:
+    def manual_close(self, ref: int | str, *, reason: int = c.DEAL_REASON_CLIENT, volume: float | None = None) -> int:
         """A human closes (part of) a position; returns the exit deal ticket."""
         if reason not in MANUAL_REASONS:
             raise ValueError("a manual close's reason is CLIENT, MOBILE or WEB")
         pos = self._resolve(ref)
-        fill = self.book.close(pos, volume or pos.volume, pos.market_exit(), self._fleet.event_ms(), reason=reason,
-                               magic=0)
+        fill = self.book.close(
+            pos, volume or pos.volume, pos.market_exit(), self._fleet.event_ms(), reason=reason, magic=0
+        )
         return fill.deal
 
     # -- the broker --------------------------------------------------------------------------------
@@ -205,8 +273,9 @@ class SimAccount:
         return [f.deal for f in self.book.stop_out(self._fleet.event_ms(), count)]
 
     @synced
-    def edit_sltp(self, ref: int | str, *, sl: float | None = None, tp: float | None = None,
-                  shift_pips: float = 10.0) -> tuple[float, float]:
+    def edit_sltp(
+        self, ref: int | str, *, sl: float | None = None, tp: float | None = None, shift_pips: float = 10.0
+    ) -> tuple[float, float]:
         """SL/TP changed at the broker, not by the bot. Without sl/tp: the SL moves shift_pips away."""
         pos = self._resolve(ref)
         spec = pos.quote.spec
@@ -225,8 +294,9 @@ class SimAccount:
         return self.book.change_ticket(self._resolve(ref), self._fleet.event_ms())
 
     @synced
-    def set_comment_policy(self, *, max_len: int = 31, template: str = "{comment}",
-                           apply_to_open: bool = False) -> None:
+    def set_comment_policy(
+        self, *, max_len: int = 31, template: str = "{comment}", apply_to_open: bool = False
+    ) -> None:
         """The broker cuts comments to max_len and/or rewrites them (`{comment}` is the original)."""
         self.book.comment_max_len, self.book.comment_template = max_len, template
         if apply_to_open:
@@ -282,8 +352,7 @@ class SimAccount:
     def reconnect(self) -> None:
         self.faults.disconnected_until = None
 
-    def fail_timeout(self, calls: int | None = 1, *, delay_secs: float = 0.0,
-                     methods: set[str] | None = None) -> None:
+    def fail_timeout(self, calls: int | None = 1, *, delay_secs: float = 0.0, methods: set[str] | None = None) -> None:
         """Calls return None/False with -10005 after delay_secs (simulated time with a SimClock)."""
         self.faults.timeout = Fault(calls, frozenset(methods) if methods else None, delay_secs)
 

@@ -212,13 +212,44 @@ class Book:
         return None
 
     # -- deals -----------------------------------------------------------------------------
-    def _deal(self, *, order: int, t_ms: int, type_: int, entry: int, magic: int, position_id: int,
-              reason: int, volume: float, price: float, profit: float, symbol: str, comment: str,
-              commission: float = 0.0, to_balance: bool = True) -> TradeDeal:
-        d = TradeDeal(ticket=self.tickets.deal(), order=order, time=t_ms // 1000, time_msc=t_ms,
-                      type=type_, entry=entry, magic=magic, position_id=position_id, reason=reason,
-                      volume=volume, price=price, commission=commission, swap=0.0,
-                      profit=round(profit, 2), fee=0.0, symbol=symbol, comment=comment, external_id="")
+    def _deal(
+        self,
+        *,
+        order: int,
+        t_ms: int,
+        type_: int,
+        entry: int,
+        magic: int,
+        position_id: int,
+        reason: int,
+        volume: float,
+        price: float,
+        profit: float,
+        symbol: str,
+        comment: str,
+        commission: float = 0.0,
+        to_balance: bool = True,
+    ) -> TradeDeal:
+        d = TradeDeal(
+            ticket=self.tickets.deal(),
+            order=order,
+            time=t_ms // 1000,
+            time_msc=t_ms,
+            type=type_,
+            entry=entry,
+            magic=magic,
+            position_id=position_id,
+            reason=reason,
+            volume=volume,
+            price=price,
+            commission=commission,
+            swap=0.0,
+            profit=round(profit, 2),
+            fee=0.0,
+            symbol=symbol,
+            comment=comment,
+            external_id="",
+        )
         self._dirty = True
         self.deals.append(d)
         self.deal_times.append(d.time)
@@ -239,17 +270,42 @@ class Book:
     def balance_op(self, amount: float, t_ms: int, comment: str, type_: int = c.DEAL_TYPE_BALANCE) -> TradeDeal:
         """Deposits/withdrawals (and credit) are deals without a symbol, as in MT5."""
         credit = type_ == c.DEAL_TYPE_CREDIT
-        d = self._deal(order=0, t_ms=t_ms, type_=type_, entry=c.DEAL_ENTRY_IN, magic=0, position_id=0,
-                       reason=c.DEAL_REASON_CLIENT, volume=0.0, price=0.0, profit=amount, symbol="",
-                       comment=comment, to_balance=not credit)
+        d = self._deal(
+            order=0,
+            t_ms=t_ms,
+            type_=type_,
+            entry=c.DEAL_ENTRY_IN,
+            magic=0,
+            position_id=0,
+            reason=c.DEAL_REASON_CLIENT,
+            volume=0.0,
+            price=0.0,
+            profit=amount,
+            symbol="",
+            comment=comment,
+            to_balance=not credit,
+        )
         if credit:
             self.credit = round(self.credit + amount, 2)
         return d
 
     # -- trading ---------------------------------------------------------------------------
-    def open_or_net(self, symbol: str, type_: int, volume: float, price: float, t_ms: int, *, magic: int,
-                    reason: int, comment: str = "", sl: float = 0.0, tp: float = 0.0,
-                    order: int | None = None, by_bot: bool = False) -> Fill:
+    def open_or_net(
+        self,
+        symbol: str,
+        type_: int,
+        volume: float,
+        price: float,
+        t_ms: int,
+        *,
+        magic: int,
+        reason: int,
+        comment: str = "",
+        sl: float = 0.0,
+        tp: float = 0.0,
+        order: int | None = None,
+        by_bot: bool = False,
+    ) -> Fill:
         """A market fill without a target position: hedging opens, netting adds/reduces/reverses."""
         q = self.quotes[symbol]
         volume = _vol(volume)
@@ -258,15 +314,40 @@ class Book:
         existing = None if self.hedging else self.net.get(symbol)
         deal_type = c.DEAL_TYPE_BUY if type_ == c.ORDER_TYPE_BUY else c.DEAL_TYPE_SELL
         if existing is None:
-            pos = Position(ticket=order, identifier=order, symbol=symbol, quote=q, type=type_, volume=volume,
-                           price_open=price, sl=sl, tp=tp, magic=magic, reason=reason, comment=comment,
-                           time_msc=t_ms, time_update_msc=t_ms)
+            pos = Position(
+                ticket=order,
+                identifier=order,
+                symbol=symbol,
+                quote=q,
+                type=type_,
+                volume=volume,
+                price_open=price,
+                sl=sl,
+                tp=tp,
+                magic=magic,
+                reason=reason,
+                comment=comment,
+                time_msc=t_ms,
+                time_update_msc=t_ms,
+            )
             self.positions[order] = pos
             if not self.hedging:
                 self.net[symbol] = pos
-            d = self._deal(order=order, t_ms=t_ms, type_=deal_type, entry=c.DEAL_ENTRY_IN, magic=magic,
-                           position_id=order, reason=reason, volume=volume, price=price, profit=0.0,
-                           symbol=symbol, comment=comment, commission=self._commission(q, volume))
+            d = self._deal(
+                order=order,
+                t_ms=t_ms,
+                type_=deal_type,
+                entry=c.DEAL_ENTRY_IN,
+                magic=magic,
+                position_id=order,
+                reason=reason,
+                volume=volume,
+                price=price,
+                profit=0.0,
+                symbol=symbol,
+                comment=comment,
+                commission=self._commission(q, volume),
+            )
             return Fill(order, d.ticket, order, volume, price, c.DEAL_ENTRY_IN, pos)
         if existing.type == type_:  # netting: add and average
             total = _vol(existing.volume + volume)
@@ -274,18 +355,43 @@ class Book:
             existing.volume = total
             existing.sl, existing.tp = sl or existing.sl, tp or existing.tp
             existing.time_update_msc = t_ms
-            d = self._deal(order=order, t_ms=t_ms, type_=deal_type, entry=c.DEAL_ENTRY_IN, magic=magic,
-                           position_id=existing.identifier, reason=reason, volume=volume, price=price,
-                           profit=0.0, symbol=symbol, comment=comment, commission=self._commission(q, volume))
+            d = self._deal(
+                order=order,
+                t_ms=t_ms,
+                type_=deal_type,
+                entry=c.DEAL_ENTRY_IN,
+                magic=magic,
+                position_id=existing.identifier,
+                reason=reason,
+                volume=volume,
+                price=price,
+                profit=0.0,
+                symbol=symbol,
+                comment=comment,
+                commission=self._commission(q, volume),
+            )
             return Fill(order, d.ticket, existing.identifier, volume, price, c.DEAL_ENTRY_IN, existing)
         if volume <= existing.volume + _EPS:
-            return self.close(existing, volume, price, t_ms, reason=reason, magic=magic, comment=comment,
-                              order=order, by_bot=by_bot)
+            return self.close(
+                existing, volume, price, t_ms, reason=reason, magic=magic, comment=comment, order=order, by_bot=by_bot
+            )
         # netting reversal: one INOUT deal; identifier kept, ticket becomes the reversing order's
         profit = existing.profit_at(price)
-        d = self._deal(order=order, t_ms=t_ms, type_=deal_type, entry=c.DEAL_ENTRY_INOUT, magic=magic,
-                       position_id=existing.identifier, reason=reason, volume=volume, price=price,
-                       profit=profit, symbol=symbol, comment=comment, commission=self._commission(q, volume))
+        d = self._deal(
+            order=order,
+            t_ms=t_ms,
+            type_=deal_type,
+            entry=c.DEAL_ENTRY_INOUT,
+            magic=magic,
+            position_id=existing.identifier,
+            reason=reason,
+            volume=volume,
+            price=price,
+            profit=profit,
+            symbol=symbol,
+            comment=comment,
+            commission=self._commission(q, volume),
+        )
         existing.type = type_
         existing.volume = _vol(volume - existing.volume)
         existing.price_open = price
@@ -295,16 +401,38 @@ class Book:
         existing.time_msc = existing.time_update_msc = t_ms
         return Fill(order, d.ticket, existing.identifier, volume, price, c.DEAL_ENTRY_INOUT, existing)
 
-    def close(self, pos: Position, volume: float, price: float, t_ms: int, *, reason: int, magic: int,
-              comment: str = "", order: int | None = None, by_bot: bool = False) -> Fill:
+    def close(
+        self,
+        pos: Position,
+        volume: float,
+        price: float,
+        t_ms: int,
+        *,
+        reason: int,
+        magic: int,
+        comment: str = "",
+        order: int | None = None,
+        by_bot: bool = False,
+    ) -> Fill:
         """Close all or part of a position with an OUT deal carrying why (reason) and the P/L."""
         volume = _vol(min(volume, pos.volume))
         order = order or self.tickets.order()
         deal_type = c.DEAL_TYPE_SELL if pos.buy else c.DEAL_TYPE_BUY
-        d = self._deal(order=order, t_ms=t_ms, type_=deal_type, entry=c.DEAL_ENTRY_OUT, magic=magic,
-                       position_id=pos.identifier, reason=reason, volume=volume, price=price,
-                       profit=pos.profit_at(price, volume), symbol=pos.symbol, comment=comment,
-                       commission=self._commission(pos.quote, volume))
+        d = self._deal(
+            order=order,
+            t_ms=t_ms,
+            type_=deal_type,
+            entry=c.DEAL_ENTRY_OUT,
+            magic=magic,
+            position_id=pos.identifier,
+            reason=reason,
+            volume=volume,
+            price=price,
+            profit=pos.profit_at(price, volume),
+            symbol=pos.symbol,
+            comment=comment,
+            commission=self._commission(pos.quote, volume),
+        )
         remaining = _vol(pos.volume - volume)
         if remaining > _EPS:
             pos.volume = remaining
@@ -328,13 +456,39 @@ class Book:
         pos.time_update_msc = t_ms
         return pos.ticket
 
-    def place_order(self, symbol: str, type_: int, volume: float, price: float, t_ms: int, *, magic: int,
-                    reason: int, comment: str = "", sl: float = 0.0, tp: float = 0.0,
-                    expiration_msc: int = 0, by_bot: bool = False) -> PendingOrder:
-        o = PendingOrder(ticket=self.tickets.order(), symbol=symbol, quote=self.quotes[symbol], type=type_,
-                         volume=_vol(volume), price=price, sl=sl, tp=tp, magic=magic, reason=reason,
-                         comment=self.broker_comment(comment), time_setup_msc=t_ms,
-                         expiration_msc=expiration_msc, request_comment=comment, by_bot=by_bot)
+    def place_order(
+        self,
+        symbol: str,
+        type_: int,
+        volume: float,
+        price: float,
+        t_ms: int,
+        *,
+        magic: int,
+        reason: int,
+        comment: str = "",
+        sl: float = 0.0,
+        tp: float = 0.0,
+        expiration_msc: int = 0,
+        by_bot: bool = False,
+    ) -> PendingOrder:
+        o = PendingOrder(
+            ticket=self.tickets.order(),
+            symbol=symbol,
+            quote=self.quotes[symbol],
+            type=type_,
+            volume=_vol(volume),
+            price=price,
+            sl=sl,
+            tp=tp,
+            magic=magic,
+            reason=reason,
+            comment=self.broker_comment(comment),
+            time_setup_msc=t_ms,
+            expiration_msc=expiration_msc,
+            request_comment=comment,
+            by_bot=by_bot,
+        )
         self.orders[o.ticket] = o
         return o
 
@@ -348,8 +502,11 @@ class Book:
             self._check_orders()
         if self._dirty:
             self._rebuild()
-        touched = {id(q) for q, blo, bhi, slo, shi in self._bands
-                   if q.bid <= blo or q.bid >= bhi or q.ask <= slo or q.ask >= shi}
+        touched = {
+            id(q)
+            for q, blo, bhi, slo, shi in self._bands
+            if q.bid <= blo or q.bid >= bhi or q.ask <= slo or q.ask >= shi
+        }
         if not touched:
             return
         hits: list[tuple[Position, int]] = []
@@ -398,8 +555,20 @@ class Book:
             side = c.ORDER_TYPE_BUY if t in (c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_BUY_STOP) else c.ORDER_TYPE_SELL
             limit = t in (c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_LIMIT)
             price = o.price if limit else (q.ask if side == c.ORDER_TYPE_BUY else q.bid)
-            fill = self.open_or_net(o.symbol, side, o.volume, price, q.time_msc, magic=o.magic, reason=o.reason,
-                                    comment=o.request_comment, sl=o.sl, tp=o.tp, order=o.ticket, by_bot=o.by_bot)
+            fill = self.open_or_net(
+                o.symbol,
+                side,
+                o.volume,
+                price,
+                q.time_msc,
+                magic=o.magic,
+                reason=o.reason,
+                comment=o.request_comment,
+                sl=o.sl,
+                tp=o.tp,
+                order=o.ticket,
+                by_bot=o.by_bot,
+            )
             for listener in self.on_fill:
                 listener(o, fill, q.time_msc)
 
@@ -445,46 +614,108 @@ class Book:
             if until_safe and (margin <= 0 or level >= self.spec.margin_so_so):
                 break
             worst = min(self.positions.values(), key=lambda p: p.profit_at(p.market_exit()))
-            fills.append(self.close(worst, worst.volume, worst.market_exit(), t_ms, reason=c.DEAL_REASON_SO,
-                                    magic=worst.magic, comment=f"[so {level:.2f}%]"))
+            fills.append(
+                self.close(
+                    worst,
+                    worst.volume,
+                    worst.market_exit(),
+                    t_ms,
+                    reason=c.DEAL_REASON_SO,
+                    magic=worst.magic,
+                    comment=f"[so {level:.2f}%]",
+                )
+            )
         return fills
 
     # -- records -----------------------------------------------------------------------------
     def position_record(self, p: Position, off_ms: int = 0) -> TradePosition:
         cur = p.market_exit()
         return TradePosition(
-            ticket=p.ticket, time=(p.time_msc + off_ms) // 1000, time_msc=p.time_msc + off_ms,
-            time_update=(p.time_update_msc + off_ms) // 1000, time_update_msc=p.time_update_msc + off_ms,
-            type=p.type, magic=p.magic, identifier=p.identifier, reason=p.reason, volume=p.volume,
-            price_open=p.price_open, sl=p.sl, tp=p.tp, price_current=cur, swap=p.swap,
-            profit=round(p.profit_at(cur), 2), symbol=p.symbol, comment=p.comment, external_id=p.external_id)
+            ticket=p.ticket,
+            time=(p.time_msc + off_ms) // 1000,
+            time_msc=p.time_msc + off_ms,
+            time_update=(p.time_update_msc + off_ms) // 1000,
+            time_update_msc=p.time_update_msc + off_ms,
+            type=p.type,
+            magic=p.magic,
+            identifier=p.identifier,
+            reason=p.reason,
+            volume=p.volume,
+            price_open=p.price_open,
+            sl=p.sl,
+            tp=p.tp,
+            price_current=cur,
+            swap=p.swap,
+            profit=round(p.profit_at(cur), 2),
+            symbol=p.symbol,
+            comment=p.comment,
+            external_id=p.external_id,
+        )
 
     def order_record(self, o: PendingOrder, off_ms: int = 0) -> TradeOrder:
         buy = o.type in (c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_BUY_STOP)
         exp = o.expiration_msc + off_ms if o.expiration_msc else 0
         return TradeOrder(
-            ticket=o.ticket, time_setup=(o.time_setup_msc + off_ms) // 1000,
-            time_setup_msc=o.time_setup_msc + off_ms, time_done=0, time_done_msc=0, time_expiration=exp // 1000,
-            type=o.type, type_time=c.ORDER_TIME_GTC, type_filling=c.ORDER_FILLING_RETURN,
-            state=c.ORDER_STATE_PLACED, magic=o.magic, position_id=0, position_by_id=0, reason=o.reason,
-            volume_initial=o.volume, volume_current=o.volume, price_open=o.price, sl=o.sl, tp=o.tp,
-            price_current=o.quote.ask if buy else o.quote.bid, price_stoplimit=0.0, symbol=o.symbol,
-            comment=o.comment, external_id="")
+            ticket=o.ticket,
+            time_setup=(o.time_setup_msc + off_ms) // 1000,
+            time_setup_msc=o.time_setup_msc + off_ms,
+            time_done=0,
+            time_done_msc=0,
+            time_expiration=exp // 1000,
+            type=o.type,
+            type_time=c.ORDER_TIME_GTC,
+            type_filling=c.ORDER_FILLING_RETURN,
+            state=c.ORDER_STATE_PLACED,
+            magic=o.magic,
+            position_id=0,
+            position_by_id=0,
+            reason=o.reason,
+            volume_initial=o.volume,
+            volume_current=o.volume,
+            price_open=o.price,
+            sl=o.sl,
+            tp=o.tp,
+            price_current=o.quote.ask if buy else o.quote.bid,
+            price_stoplimit=0.0,
+            symbol=o.symbol,
+            comment=o.comment,
+            external_id="",
+        )
 
     def account_record(self) -> AccountInfo:
         s = self.spec
         profit, margin = self.floating_and_margin()
         equity = self.balance + self.credit + profit
         return AccountInfo(
-            login=s.login, trade_mode=s.trade_mode, leverage=s.leverage, limit_orders=200,
-            margin_so_mode=c.ACCOUNT_STOPOUT_MODE_PERCENT, trade_allowed=True, trade_expert=True,
-            margin_mode=s.margin_mode, currency_digits=2, fifo_close=False, balance=round(self.balance, 2),
-            credit=round(self.credit, 2), profit=round(profit, 2), equity=round(equity, 2),
-            margin=round(margin, 2), margin_free=round(equity - margin, 2),
+            login=s.login,
+            trade_mode=s.trade_mode,
+            leverage=s.leverage,
+            limit_orders=200,
+            margin_so_mode=c.ACCOUNT_STOPOUT_MODE_PERCENT,
+            trade_allowed=True,
+            trade_expert=True,
+            margin_mode=s.margin_mode,
+            currency_digits=2,
+            fifo_close=False,
+            balance=round(self.balance, 2),
+            credit=round(self.credit, 2),
+            profit=round(profit, 2),
+            equity=round(equity, 2),
+            margin=round(margin, 2),
+            margin_free=round(equity - margin, 2),
             margin_level=round(equity / margin * 100.0, 2) if margin > 0 else 0.0,
-            margin_so_call=s.margin_so_call, margin_so_so=s.margin_so_so, margin_initial=0.0,
-            margin_maintenance=0.0, assets=0.0, liabilities=0.0, commission_blocked=0.0,
-            name=s.name or f"Sim Trader {s.login}", server=s.server, currency=s.currency, company=s.company)
+            margin_so_call=s.margin_so_call,
+            margin_so_so=s.margin_so_so,
+            margin_initial=0.0,
+            margin_maintenance=0.0,
+            assets=0.0,
+            liabilities=0.0,
+            commission_blocked=0.0,
+            name=s.name or f"Sim Trader {s.login}",
+            server=s.server,
+            currency=s.currency,
+            company=s.company,
+        )
 
 
 def shift_deal(d: TradeDeal, off_secs: int) -> TradeDeal:

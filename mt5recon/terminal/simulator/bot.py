@@ -78,8 +78,9 @@ def _exit_price(q: Quote, side: str) -> float:
 
 
 class Bot:
-    def __init__(self, spec: AccountSpec, book: Book, config: BotConfig, rates: ScenarioRates,
-                 rng: random.Random) -> None:
+    def __init__(
+        self, spec: AccountSpec, book: Book, config: BotConfig, rates: ScenarioRates, rng: random.Random
+    ) -> None:
         self.login = spec.login
         self.magic = spec.bot_magic
         self.book = book
@@ -121,8 +122,9 @@ class Bot:
                 return own
         raise KeyError(f"the bot of {self.login} does not trade {symbol!r}")
 
-    def _levels(self, q: Quote, side: str, ref: float, sl_pips: float | None, tp_pips: float | None,
-                rng: random.Random) -> tuple[float | None, float | None]:
+    def _levels(
+        self, q: Quote, side: str, ref: float, sl_pips: float | None, tp_pips: float | None, rng: random.Random
+    ) -> tuple[float | None, float | None]:
         """SL/TP prices: explicit pips, 0 for none, None for the bot's own habit."""
         spec = q.spec
         sign = 1.0 if side == "buy" else -1.0
@@ -130,13 +132,19 @@ class Bot:
         sl_d: float | None
         tp_d: float | None
         if sl_pips is None:
-            sl_d = None if not self.book.hedging or rng.random() < self.config.no_sl_prob else (
-                base * rng.uniform(0.25, 0.8))
+            sl_d = (
+                None
+                if not self.book.hedging or rng.random() < self.config.no_sl_prob
+                else (base * rng.uniform(0.25, 0.8))
+            )
         else:
             sl_d = sl_pips * spec.pip or None
         if tp_pips is None:
-            tp_d = None if not self.book.hedging or rng.random() < self.config.no_tp_prob else (
-                (sl_d or base * 0.5) * rng.uniform(0.8, 2.0))
+            tp_d = (
+                None
+                if not self.book.hedging or rng.random() < self.config.no_tp_prob
+                else ((sl_d or base * 0.5) * rng.uniform(0.8, 2.0))
+            )
         else:
             tp_d = tp_pips * spec.pip or None
         sl = round(ref - sign * sl_d, spec.digits) if sl_d else None
@@ -147,33 +155,89 @@ class Bot:
         return int(1000 * (hold_secs if hold_secs is not None else rng.uniform(*self.config.hold_secs)))
 
     # -- trading -----------------------------------------------------------------------------
-    def _execute_open(self, t_ms: int, symbol: str, side: str, volume: float, req: float, fill_price: float,
-                      fill_volume: float, sl: float | None, tp: float | None, record: bool,
-                      close_at_ms: int) -> BotTrade:
+    def _execute_open(
+        self,
+        t_ms: int,
+        symbol: str,
+        side: str,
+        volume: float,
+        req: float,
+        fill_price: float,
+        fill_volume: float,
+        sl: float | None,
+        tp: float | None,
+        record: bool,
+        close_at_ms: int,
+    ) -> BotTrade:
         trade_id = self._next_id()
         broker_symbol = self.symbols[symbol]
-        fill = self.book.open_or_net(broker_symbol, _order_type(side), fill_volume, fill_price, t_ms,
-                                     magic=self.magic, reason=c.DEAL_REASON_EXPERT, comment=trade_id,
-                                     sl=sl or 0.0, tp=tp or 0.0, by_bot=True)
+        fill = self.book.open_or_net(
+            broker_symbol,
+            _order_type(side),
+            fill_volume,
+            fill_price,
+            t_ms,
+            magic=self.magic,
+            reason=c.DEAL_REASON_EXPERT,
+            comment=trade_id,
+            sl=sl or 0.0,
+            tp=tp or 0.0,
+            by_bot=True,
+        )
         return self._remember(trade_id, symbol, side, volume, req, sl, tp, record, t_ms, fill, close_at_ms)
 
-    def _remember(self, trade_id: str, symbol: str, side: str, volume: float, price: float, sl: float | None,
-                  tp: float | None, record: bool, t_ms: int, fill: Fill, close_at_ms: int) -> BotTrade:
-        tr = BotTrade(trade_id=trade_id, login=self.login, symbol=symbol, side=side, volume=volume,
-                      price=price, sl=sl, tp=tp, magic=self.magic,
-                      position_id=fill.identifier if record else None, opened_ms=t_ms,
-                      broker_symbol=self.symbols[symbol], identifier=fill.identifier, filled=fill.volume,
-                      close_at_ms=close_at_ms)
+    def _remember(
+        self,
+        trade_id: str,
+        symbol: str,
+        side: str,
+        volume: float,
+        price: float,
+        sl: float | None,
+        tp: float | None,
+        record: bool,
+        t_ms: int,
+        fill: Fill,
+        close_at_ms: int,
+    ) -> BotTrade:
+        tr = BotTrade(
+            trade_id=trade_id,
+            login=self.login,
+            symbol=symbol,
+            side=side,
+            volume=volume,
+            price=price,
+            sl=sl,
+            tp=tp,
+            magic=self.magic,
+            position_id=fill.identifier if record else None,
+            opened_ms=t_ms,
+            broker_symbol=self.symbols[symbol],
+            identifier=fill.identifier,
+            filled=fill.volume,
+            close_at_ms=close_at_ms,
+        )
         self.trades[trade_id] = tr
         self.open[trade_id] = tr
         self._by_identifier.setdefault(fill.identifier, []).append(trade_id)
         heapq.heappush(self._closes, (close_at_ms, trade_id))
         return tr
 
-    def open_trade(self, t_ms: int, rng: random.Random, *, symbol: str | None = None, side: str | None = None,
-                   volume: float | None = None, slippage_pips: float = 0.0, fill_ratio: float = 1.0,
-                   sl_pips: float | None = None, tp_pips: float | None = None,
-                   record_position_id: bool | None = None, hold_secs: float | None = None) -> BotTrade:
+    def open_trade(
+        self,
+        t_ms: int,
+        rng: random.Random,
+        *,
+        symbol: str | None = None,
+        side: str | None = None,
+        volume: float | None = None,
+        slippage_pips: float = 0.0,
+        fill_ratio: float = 1.0,
+        sl_pips: float | None = None,
+        tp_pips: float | None = None,
+        record_position_id: bool | None = None,
+        hold_secs: float | None = None,
+    ) -> BotTrade:
         """A market entry; positive slippage is against the bot (a buy fills higher)."""
         sym = self.resolve_symbol(symbol, rng)
         side = side or rng.choice(("buy", "sell"))
@@ -185,33 +249,73 @@ class Bot:
         fill_price = round(req + slip if side == "buy" else req - slip, spec.digits)
         fill_volume = max(spec.volume_min, round(volume * fill_ratio / spec.volume_step) * spec.volume_step)
         sl, tp = self._levels(q, side, req, sl_pips, tp_pips, rng)
-        record = (rng.random() < self.config.record_position_id_prob if record_position_id is None
-                  else record_position_id)
-        return self._execute_open(t_ms, sym, side, volume, req, fill_price, round(fill_volume, 2), sl, tp,
-                                  record, t_ms + self._hold_ms(hold_secs, rng))
+        record = (
+            rng.random() < self.config.record_position_id_prob if record_position_id is None else record_position_id
+        )
+        return self._execute_open(
+            t_ms,
+            sym,
+            side,
+            volume,
+            req,
+            fill_price,
+            round(fill_volume, 2),
+            sl,
+            tp,
+            record,
+            t_ms + self._hold_ms(hold_secs, rng),
+        )
 
-    def place_limit(self, t_ms: int, rng: random.Random, *, symbol: str | None = None, side: str | None = None,
-                    volume: float | None = None, distance_pips: float | None = None,
-                    expiry_secs: float | None = None, hold_secs: float | None = None) -> int:
+    def place_limit(
+        self,
+        t_ms: int,
+        rng: random.Random,
+        *,
+        symbol: str | None = None,
+        side: str | None = None,
+        volume: float | None = None,
+        distance_pips: float | None = None,
+        expiry_secs: float | None = None,
+        hold_secs: float | None = None,
+    ) -> int:
         """A limit entry; the expected trade is written when (if) it fills."""
         sym = self.resolve_symbol(symbol, rng)
         side = side or rng.choice(("buy", "sell"))
         volume = volume if volume is not None else self.random_volume(rng)
         q = self.quote(sym)
         spec = q.spec
-        dist = distance_pips * spec.pip if distance_pips is not None else q.mid * spec.daily_vol * rng.uniform(
-            0.02, 0.15)
+        dist = (
+            distance_pips * spec.pip if distance_pips is not None else q.mid * spec.daily_vol * rng.uniform(0.02, 0.15)
+        )
         price = round(q.ask - dist if side == "buy" else q.bid + dist, spec.digits)
         sl, tp = self._levels(q, side, price, None, None, rng)
         trade_id = self._next_id()
         order = self.book.place_order(
-            self.symbols[sym], c.ORDER_TYPE_BUY_LIMIT if side == "buy" else c.ORDER_TYPE_SELL_LIMIT, volume,
-            price, t_ms, magic=self.magic, reason=c.ORDER_REASON_EXPERT, comment=trade_id, sl=sl or 0.0,
-            tp=tp or 0.0, by_bot=True)
+            self.symbols[sym],
+            c.ORDER_TYPE_BUY_LIMIT if side == "buy" else c.ORDER_TYPE_SELL_LIMIT,
+            volume,
+            price,
+            t_ms,
+            magic=self.magic,
+            reason=c.ORDER_REASON_EXPERT,
+            comment=trade_id,
+            sl=sl or 0.0,
+            tp=tp or 0.0,
+            by_bot=True,
+        )
         expiry = expiry_secs if expiry_secs is not None else self.config.limit_expiry_secs
         self._plans[order.ticket] = _LimitPlan(
-            trade_id, sym, side, volume, price, sl, tp, rng.random() < self.config.record_position_id_prob,
-            self._hold_ms(hold_secs, rng), t_ms + int(expiry * 1000))
+            trade_id,
+            sym,
+            side,
+            volume,
+            price,
+            sl,
+            tp,
+            rng.random() < self.config.record_position_id_prob,
+            self._hold_ms(hold_secs, rng),
+            t_ms + int(expiry * 1000),
+        )
         return order.ticket
 
     def position_of(self, tr: BotTrade) -> Position | None:
@@ -235,15 +339,31 @@ class Bot:
             pos = self.position_of(tr)
             if pos is not None:
                 px = price if price is not None else pos.market_exit()
-                fill = self.book.close(pos, pos.volume, px, t_ms, reason=c.DEAL_REASON_EXPERT, magic=self.magic,
-                                       comment=self.book.broker_comment(tr.trade_id), by_bot=True)
+                fill = self.book.close(
+                    pos,
+                    pos.volume,
+                    px,
+                    t_ms,
+                    reason=c.DEAL_REASON_EXPERT,
+                    magic=self.magic,
+                    comment=self.book.broker_comment(tr.trade_id),
+                    by_bot=True,
+                )
         elif tr.notice_ms is None:  # netting, and the broker has not closed the symbol under the bot
             opposite = "sell" if tr.side == "buy" else "buy"
             q = self.book.quotes[tr.broker_symbol]
             px = price if price is not None else _entry_price(q, opposite)
-            fill = self.book.open_or_net(tr.broker_symbol, _order_type(opposite), tr.filled, px, t_ms,
-                                         magic=self.magic, reason=c.DEAL_REASON_EXPERT, comment=tr.trade_id,
-                                         by_bot=True)
+            fill = self.book.open_or_net(
+                tr.broker_symbol,
+                _order_type(opposite),
+                tr.filled,
+                px,
+                t_ms,
+                magic=self.magic,
+                reason=c.DEAL_REASON_EXPERT,
+                comment=tr.trade_id,
+                by_bot=True,
+            )
         self._mark_closed(tr, t_ms)
         return fill
 
@@ -268,8 +388,11 @@ class Bot:
             tr = self.open.get(tid)
             if tr is None or tr.notice_ms is not None:
                 continue
-            delay = self.notice_delay if self.notice_delay is not None else self._notice_rng.uniform(
-                *self.config.notice_delay_secs)
+            delay = (
+                self.notice_delay
+                if self.notice_delay is not None
+                else self._notice_rng.uniform(*self.config.notice_delay_secs)
+            )
             tr.notice_ms = t_ms + int(delay * 1000)
             heapq.heappush(self._notices, (tr.notice_ms, tid))
 
@@ -277,8 +400,19 @@ class Bot:
         plan = self._plans.pop(order.ticket, None)
         if plan is None:
             return
-        self._remember(plan.trade_id, plan.symbol, plan.side, plan.volume, plan.price, plan.sl, plan.tp,
-                       plan.record, t_ms, fill, t_ms + plan.hold_ms)
+        self._remember(
+            plan.trade_id,
+            plan.symbol,
+            plan.side,
+            plan.volume,
+            plan.price,
+            plan.sl,
+            plan.tp,
+            plan.record,
+            t_ms,
+            fill,
+            t_ms + plan.hold_ms,
+        )
 
     # -- time --------------------------------------------------------------------------------
     def step(self, t: int) -> None:
@@ -351,11 +485,21 @@ class Bot:
             record = rng.random() < self.config.record_position_id_prob
             holder: list[BotTrade] = []
 
-            def do_open(sym: str = sym, side: str = side, volume: float = volume, req: float = req,
-                        sl: float | None = sl, tp: float | None = tp, record: bool = record,
-                        open_ms: int = open_ms, close_ms: int = close_ms, holder: list[BotTrade] = holder) -> None:
-                holder.append(self._execute_open(open_ms, sym, side, volume, req, req, volume, sl, tp, record,
-                                                 close_ms))
+            def do_open(
+                sym: str = sym,
+                side: str = side,
+                volume: float = volume,
+                req: float = req,
+                sl: float | None = sl,
+                tp: float | None = tp,
+                record: bool = record,
+                open_ms: int = open_ms,
+                close_ms: int = close_ms,
+                holder: list[BotTrade] = holder,
+            ) -> None:
+                holder.append(
+                    self._execute_open(open_ms, sym, side, volume, req, req, volume, sl, tp, record, close_ms)
+                )
 
             events.append((open_ms, 2 * k, do_open))
             if not still_open:

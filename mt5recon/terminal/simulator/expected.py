@@ -40,10 +40,12 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 )"""
 
 _COLUMNS = list(frames.EXPECTED_TRADES.names())
+# identifiers come from this module's own constants; values are bound
+_ASSIGNMENTS = ", ".join(f"{col} = excluded.{col}" for col in _COLUMNS if col not in ("login", "trade_id"))
+_PLACEHOLDERS = ", ".join("?" for _ in _COLUMNS)
 _UPSERT = (
-    f"INSERT INTO {TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)}) "
-    "ON CONFLICT (login, trade_id) DO UPDATE SET "
-    + ", ".join(f"{col} = excluded.{col}" for col in _COLUMNS if col not in ("login", "trade_id"))
+    f"INSERT INTO {TABLE} ({', '.join(_COLUMNS)}) VALUES ({_PLACEHOLDERS}) "  # noqa: S608
+    f"ON CONFLICT (login, trade_id) DO UPDATE SET {_ASSIGNMENTS}"
 )
 
 
@@ -66,9 +68,11 @@ def expected_frame(trades: Iterable[BotTrade]) -> pl.DataFrame:
         name: pl.Series(name, values, dtype=pl.Int64 if name in ("opened_at", "closed_at") else dtype)
         for (name, dtype), values in zip(frames.EXPECTED_TRADES.items(), cols.values(), strict=True)
     }
-    return pl.DataFrame(data).with_columns(
-        pl.col("opened_at", "closed_at").cast(frames.UTC_US)
-    ).select(frames.EXPECTED_TRADES.names())
+    return (
+        pl.DataFrame(data)
+        .with_columns(pl.col("opened_at", "closed_at").cast(frames.UTC_US))
+        .select(frames.EXPECTED_TRADES.names())
+    )
 
 
 def _iso(ms: int | None) -> str | None:
@@ -80,8 +84,20 @@ def _iso(ms: int | None) -> str | None:
 def write_sqlite(trades: Iterable[BotTrade], path: str | Path) -> int:
     """Upsert every trade (keyed by login + trade_id); returns the number of rows written."""
     rows = [
-        (t.trade_id, t.login, t.symbol, t.side, t.volume, t.price, t.sl, t.tp, t.magic, t.position_id,
-         _iso(t.opened_ms), _iso(t.closed_ms))
+        (
+            t.trade_id,
+            t.login,
+            t.symbol,
+            t.side,
+            t.volume,
+            t.price,
+            t.sl,
+            t.tp,
+            t.magic,
+            t.position_id,
+            _iso(t.opened_ms),
+            _iso(t.closed_ms),
+        )
         for t in trades
     ]
     con = sqlite3.connect(path)

@@ -45,28 +45,39 @@ def demo_accounts(n: int = 10, first_login: int = 5001) -> list[AccountSpec]:
         k = i % 10
         netting = k in (3, 7, 9)
         other_broker = k >= 8
-        specs.append(AccountSpec(
-            login=first_login + i,
-            server="FXOther-Live" if other_broker else "SimBroker-Demo",
-            company="FXOther Markets Ltd" if other_broker else "SimBroker Ltd",
-            trade_mode=c.ACCOUNT_TRADE_MODE_REAL if other_broker else c.ACCOUNT_TRADE_MODE_DEMO,
-            margin_mode=c.ACCOUNT_MARGIN_MODE_RETAIL_NETTING if netting else c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
-            balance=_BALANCES[k],
-            leverage=30 if k == 4 else 100,
-            symbol_suffix=".m" if k == 2 else "",
-            bot_symbols=("EURUSD", "XAUUSD", "US500") if netting else ALL_SYMBOLS,
-            comment_template="{comment} via bridge" if k == 5 else "{comment}",
-        ))
+        specs.append(
+            AccountSpec(
+                login=first_login + i,
+                server="FXOther-Live" if other_broker else "SimBroker-Demo",
+                company="FXOther Markets Ltd" if other_broker else "SimBroker Ltd",
+                trade_mode=c.ACCOUNT_TRADE_MODE_REAL if other_broker else c.ACCOUNT_TRADE_MODE_DEMO,
+                margin_mode=c.ACCOUNT_MARGIN_MODE_RETAIL_NETTING if netting else c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
+                balance=_BALANCES[k],
+                leverage=30 if k == 4 else 100,
+                symbol_suffix=".m" if k == 2 else "",
+                bot_symbols=("EURUSD", "XAUUSD", "US500") if netting else ALL_SYMBOLS,
+                comment_template="{comment} via bridge" if k == 5 else "{comment}",
+            )
+        )
     return specs
 
 
 class SimFleet:
     """One market, many accounts and their bots; every call first steps the world to the clock."""
 
-    def __init__(self, specs: Sequence[AccountSpec], *, seed: int = 7, clock: Clock | None = None,
-                 rates: ScenarioRates | None = None, bot: BotConfig | None = None, server_offset_secs: int = 0,
-                 volatility: float = 1.0, prepopulate: bool = True,
-                 max_catchup_secs: float | None = None) -> None:
+    def __init__(
+        self,
+        specs: Sequence[AccountSpec],
+        *,
+        seed: int = 7,
+        clock: Clock | None = None,
+        rates: ScenarioRates | None = None,
+        bot: BotConfig | None = None,
+        server_offset_secs: int = 0,
+        volatility: float = 1.0,
+        prepopulate: bool = True,
+        max_catchup_secs: float | None = None,
+    ) -> None:
         self.clock: Clock = clock if clock is not None else WallClock()
         self.seed = seed
         self.server_offset_secs = server_offset_secs
@@ -74,8 +85,11 @@ class SimFleet:
         self.bot_config = bot if bot is not None else BotConfig()
         self.lock = threading.RLock()
         # a live fleet that was not asked for a while resumes instead of replaying hours
-        self.max_catchup_secs = max_catchup_secs if max_catchup_secs is not None else (
-            3600.0 if isinstance(self.clock, WallClock) else None)
+        self.max_catchup_secs = (
+            max_catchup_secs
+            if max_catchup_secs is not None
+            else (3600.0 if isinstance(self.clock, WallClock) else None)
+        )
         self._t = math.floor(self.clock.now().timestamp())
         self._stepping = False
         self.knob_rng = random.Random(seed * 7919 + 2)
@@ -98,21 +112,51 @@ class SimFleet:
 
     # -- factories ---------------------------------------------------------------------------------
     @classmethod
-    def demo(cls, seed: int = 7, clock: Clock | None = None, accounts: int = 10, *,
-             rates: ScenarioRates | None = None, server_offset_secs: int = 0, volatility: float = 1.0) -> SimFleet:
+    def demo(
+        cls,
+        seed: int = 7,
+        clock: Clock | None = None,
+        accounts: int = 10,
+        *,
+        rates: ScenarioRates | None = None,
+        server_offset_secs: int = 0,
+        volatility: float = 1.0,
+    ) -> SimFleet:
         """The embedded default: 10 mixed accounts, a few hundred open positions, every scenario
         now and then. Without a clock it runs live on the wall clock."""
-        return cls(demo_accounts(accounts), seed=seed, clock=clock, rates=rates,
-                   server_offset_secs=server_offset_secs, volatility=volatility)
+        return cls(
+            demo_accounts(accounts),
+            seed=seed,
+            clock=clock,
+            rates=rates,
+            server_offset_secs=server_offset_secs,
+            volatility=volatility,
+        )
 
     @classmethod
-    def quiet(cls, seed: int = 7, clock: Clock | None = None, accounts: int = 10, *, bot_active: bool = False,
-              prepopulate: bool = True, volatility: float = 0.0, server_offset_secs: int = 0) -> SimFleet:
+    def quiet(
+        cls,
+        seed: int = 7,
+        clock: Clock | None = None,
+        accounts: int = 10,
+        *,
+        bot_active: bool = False,
+        prepopulate: bool = True,
+        volatility: float = 0.0,
+        server_offset_secs: int = 0,
+    ) -> SimFleet:
         """A calm fleet for tests: no random scenarios, an idle bot, frozen prices by default;
         turn exactly the knob under test. Without a clock it starts at a fixed SimClock."""
-        return cls(demo_accounts(accounts), seed=seed, clock=clock or SimClock(DEFAULT_START),
-                   rates=ScenarioRates.zero(), bot=replace(BotConfig(), active=bot_active),
-                   server_offset_secs=server_offset_secs, volatility=volatility, prepopulate=prepopulate)
+        return cls(
+            demo_accounts(accounts),
+            seed=seed,
+            clock=clock or SimClock(DEFAULT_START),
+            rates=ScenarioRates.zero(),
+            bot=replace(BotConfig(), active=bot_active),
+            server_offset_secs=server_offset_secs,
+            volatility=volatility,
+            prepopulate=prepopulate,
+        )
 
     def _open_history(self, prepopulate: bool) -> None:
         """Initial deposits a month back; with prepopulate, the bots' last hour of trading."""

@@ -39,7 +39,7 @@ class SymbolSpec:
 
     @property
     def point(self) -> float:
-        return 10.0 ** -self.digits
+        return 10.0**-self.digits
 
     @property
     def pip(self) -> float:
@@ -54,16 +54,69 @@ def pip_size(digits: int, point: float) -> float:
 SPECS: dict[str, SymbolSpec] = {
     s.name: s
     for s in (
-        SymbolSpec("EURUSD", 5, 100_000.0, "EUR", "USD", "EUR", 1.08500, 10, 0.006, 3.5, False,
-                   "Euro vs US Dollar", "Forex\\Majors\\EURUSD"),
-        SymbolSpec("GBPUSD", 5, 100_000.0, "GBP", "USD", "GBP", 1.27000, 14, 0.007, 3.5, False,
-                   "Great Britain Pound vs US Dollar", "Forex\\Majors\\GBPUSD"),
-        SymbolSpec("USDJPY", 3, 100_000.0, "USD", "JPY", "USD", 151.500, 12, 0.007, 3.5, False,
-                   "US Dollar vs Japanese Yen", "Forex\\Majors\\USDJPY"),
-        SymbolSpec("XAUUSD", 2, 100.0, "XAU", "USD", "XAU", 2350.00, 25, 0.012, 5.0, True,
-                   "Gold vs US Dollar", "Metals\\XAUUSD"),
-        SymbolSpec("US500", 2, 1.0, "USD", "USD", "USD", 5200.00, 50, 0.011, 0.0, True,
-                   "US 500 Cash Index", "Indices\\US500"),
+        SymbolSpec(
+            "EURUSD",
+            5,
+            100_000.0,
+            "EUR",
+            "USD",
+            "EUR",
+            1.08500,
+            10,
+            0.006,
+            3.5,
+            False,
+            "Euro vs US Dollar",
+            "Forex\\Majors\\EURUSD",
+        ),
+        SymbolSpec(
+            "GBPUSD",
+            5,
+            100_000.0,
+            "GBP",
+            "USD",
+            "GBP",
+            1.27000,
+            14,
+            0.007,
+            3.5,
+            False,
+            "Great Britain Pound vs US Dollar",
+            "Forex\\Majors\\GBPUSD",
+        ),
+        SymbolSpec(
+            "USDJPY",
+            3,
+            100_000.0,
+            "USD",
+            "JPY",
+            "USD",
+            151.500,
+            12,
+            0.007,
+            3.5,
+            False,
+            "US Dollar vs Japanese Yen",
+            "Forex\\Majors\\USDJPY",
+        ),
+        SymbolSpec(
+            "XAUUSD",
+            2,
+            100.0,
+            "XAU",
+            "USD",
+            "XAU",
+            2350.00,
+            25,
+            0.012,
+            5.0,
+            True,
+            "Gold vs US Dollar",
+            "Metals\\XAUUSD",
+        ),
+        SymbolSpec(
+            "US500", 2, 1.0, "USD", "USD", "USD", 5200.00, 50, 0.011, 0.0, True, "US 500 Cash Index", "Indices\\US500"
+        ),
     )
 }
 
@@ -116,8 +169,7 @@ class Market:
         self._rng = rng
         self.volatility = volatility
         self.quotes: dict[str, Quote] = {
-            name: Quote(spec, spec.daily_vol / math.sqrt(SECONDS_PER_DAY) * volatility)
-            for name, spec in SPECS.items()
+            name: Quote(spec, spec.daily_vol / math.sqrt(SECONDS_PER_DAY) * volatility) for name, spec in SPECS.items()
         }
         self._list = list(self.quotes.values())
         for q in self._list:
@@ -174,19 +226,39 @@ class Market:
     @staticmethod
     def tick(q: Quote, offset_secs: int) -> Tick:
         msc = q.time_msc + offset_secs * 1000
-        return Tick(time=msc // 1000, bid=q.bid, ask=q.ask, last=0.0, volume=0, time_msc=msc,
-                    flags=c.TICK_FLAG_BID | c.TICK_FLAG_ASK, volume_real=0.0)
+        return Tick(
+            time=msc // 1000,
+            bid=q.bid,
+            ask=q.ask,
+            last=0.0,
+            volume=0,
+            time_msc=msc,
+            flags=c.TICK_FLAG_BID | c.TICK_FLAG_ASK,
+            volume_real=0.0,
+        )
 
     @staticmethod
     def symbol_info(q: Quote, name: str) -> SymbolInfo:
         s = q.spec
         return SymbolInfo(
-            select=True, visible=True, digits=s.digits, spread=q.spread,
+            select=True,
+            visible=True,
+            digits=s.digits,
+            spread=q.spread,
             trade_mode=4,  # SYMBOL_TRADE_MODE_FULL
-            bid=q.bid, ask=q.ask, point=s.point,
+            bid=q.bid,
+            ask=q.ask,
+            point=s.point,
             trade_tick_value=s.point * s.contract_size * q.profit_rate,
-            trade_tick_size=s.point, trade_contract_size=s.contract_size,
-            volume_min=s.volume_min, volume_max=s.volume_max, volume_step=s.volume_step,
-            currency_base=s.base, currency_profit=s.profit, currency_margin=s.margin,
-            description=s.description, name=name, path=s.path.replace(s.name, name),
+            trade_tick_size=s.point,
+            trade_contract_size=s.contract_size,
+            volume_min=s.volume_min,
+            volume_max=s.volume_max,
+            volume_step=s.volume_step,
+            currency_base=s.base,
+            currency_profit=s.profit,
+            currency_margin=s.margin,
+            description=s.description,
+            name=name,
+            path=s.path.replace(s.name, name),
         )

@@ -82,6 +82,7 @@ ACCOUNT_EVENTS: dict[str, AccountEvent] = {
     "malformed_per_hour": lambda a, r: a.malform(r.choice(MALFORMED_KINDS), calls=r.randint(1, 3)),
 }
 
+
 def _gap(fleet: SimFleet, symbol: str, r: random.Random) -> None:
     fleet.gap(symbol, r.choice((-1.0, 1.0)) * r.uniform(0.3, 2.0))
 

@@ -65,8 +65,7 @@ def _group_matcher(group: str) -> Callable[[str], bool]:
 
     def match(symbol: str) -> bool:
         s = symbol.upper()
-        return (not include or any(fnmatchcase(s, p) for p in include)) and not any(
-            fnmatchcase(s, p) for p in exclude)
+        return (not include or any(fnmatchcase(s, p) for p in include)) and not any(fnmatchcase(s, p) for p in exclude)
 
     return match
 
@@ -156,8 +155,16 @@ class SimTerminal:
             fleet.clock.sleep(delay)
         return False
 
-    def initialize(self, path: str | None = None, *, login: int | None = None, password: str | None = None,
-                   server: str | None = None, timeout: int | None = None, portable: bool = False) -> bool:
+    def initialize(
+        self,
+        path: str | None = None,
+        *,
+        login: int | None = None,
+        password: str | None = None,
+        server: str | None = None,
+        timeout: int | None = None,
+        portable: bool = False,
+    ) -> bool:
         """Connect (and log in to `login`, else the terminal's own account). Any non-empty
         password works; None means the terminal's saved one."""
         target = login if login is not None else (self._login or self._default_login)
@@ -166,8 +173,9 @@ class SimTerminal:
             self._path = path
         return ok
 
-    def login(self, login: int, password: str | None = None, server: str | None = None,
-              timeout: int | None = None) -> bool:
+    def login(
+        self, login: int, password: str | None = None, server: str | None = None, timeout: int | None = None
+    ) -> bool:
         if not self._initialized:
             self._error = NOT_INITIALIZED
             return False
@@ -191,15 +199,32 @@ class SimTerminal:
         def body(a: SimAccount) -> TerminalInfo:
             online = not a.faults.disconnected(self.fleet.now_s())
             company = a.spec.company
-            return self._ok(TerminalInfo(
-                community_account=False, community_connection=False, connected=online, dlls_allowed=False,
-                trade_allowed=True, tradeapi_disabled=False, email_enabled=False, ftp_enabled=False,
-                notifications_enabled=False, mqid=False, build=4755, maxbars=100_000, codepage=0,
-                ping_last=30_000 + (a.login % 17) * 1000 if online else 0, community_balance=0.0,
-                retransmission=0.0, company=company, name=f"{company} MetaTrader 5", language="English",
-                path=self._path or f"C:\\Program Files\\{company} MetaTrader 5",
-                data_path=f"C:\\Users\\trader\\AppData\\Roaming\\MetaQuotes\\Terminal\\SIM{a.login}",
-                commondata_path="C:\\Users\\trader\\AppData\\Roaming\\MetaQuotes\\Terminal\\Common"))
+            return self._ok(
+                TerminalInfo(
+                    community_account=False,
+                    community_connection=False,
+                    connected=online,
+                    dlls_allowed=False,
+                    trade_allowed=True,
+                    tradeapi_disabled=False,
+                    email_enabled=False,
+                    ftp_enabled=False,
+                    notifications_enabled=False,
+                    mqid=False,
+                    build=4755,
+                    maxbars=100_000,
+                    codepage=0,
+                    ping_last=30_000 + (a.login % 17) * 1000 if online else 0,
+                    community_balance=0.0,
+                    retransmission=0.0,
+                    company=company,
+                    name=f"{company} MetaTrader 5",
+                    language="English",
+                    path=self._path or f"C:\\Program Files\\{company} MetaTrader 5",
+                    data_path=f"C:\\Users\\trader\\AppData\\Roaming\\MetaQuotes\\Terminal\\SIM{a.login}",
+                    commondata_path="C:\\Users\\trader\\AppData\\Roaming\\MetaQuotes\\Terminal\\Common",
+                )
+            )
 
         return self._call("terminal_info", body, None, offline_ok=True)
 
@@ -227,8 +252,9 @@ class SimTerminal:
         return self._call("symbol_info_tick", body, None)
 
     # -- snapshots -----------------------------------------------------------------------------------
-    def positions_get(self, symbol: str | None = None, group: str | None = None,
-                      ticket: int | None = None) -> tuple[TradePosition, ...] | None:
+    def positions_get(
+        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
+    ) -> tuple[TradePosition, ...] | None:
         def body(a: SimAccount) -> tuple[TradePosition, ...] | None:
             if a.faults.take_snapshot("positions_get"):
                 self._error = CALL_FAILED
@@ -264,15 +290,34 @@ class SimTerminal:
         if "unknown_symbol" in kinds:
             f = a.faults
             t_ms = f.unknown_since_ms + self._off_ms
-            rows.append(TradePosition(
-                ticket=f.unknown_ticket, time=t_ms // 1000, time_msc=t_ms, time_update=t_ms // 1000,
-                time_update_msc=t_ms, type=c.POSITION_TYPE_BUY, magic=0, identifier=f.unknown_ticket,
-                reason=c.POSITION_REASON_CLIENT, volume=0.1, price_open=1.78912, sl=0.0, tp=0.0,
-                price_current=1.79120, swap=0.0, profit=20.8, symbol=UNKNOWN_SYMBOL, comment="", external_id=""))
+            rows.append(
+                TradePosition(
+                    ticket=f.unknown_ticket,
+                    time=t_ms // 1000,
+                    time_msc=t_ms,
+                    time_update=t_ms // 1000,
+                    time_update_msc=t_ms,
+                    type=c.POSITION_TYPE_BUY,
+                    magic=0,
+                    identifier=f.unknown_ticket,
+                    reason=c.POSITION_REASON_CLIENT,
+                    volume=0.1,
+                    price_open=1.78912,
+                    sl=0.0,
+                    tp=0.0,
+                    price_current=1.79120,
+                    swap=0.0,
+                    profit=20.8,
+                    symbol=UNKNOWN_SYMBOL,
+                    comment="",
+                    external_id="",
+                )
+            )
         return rows
 
-    def orders_get(self, symbol: str | None = None, group: str | None = None,
-                   ticket: int | None = None) -> tuple[TradeOrder, ...] | None:
+    def orders_get(
+        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
+    ) -> tuple[TradeOrder, ...] | None:
         def body(a: SimAccount) -> tuple[TradeOrder, ...] | None:
             if a.faults.take_snapshot("orders_get"):
                 self._error = CALL_FAILED
@@ -290,9 +335,14 @@ class SimTerminal:
 
         return self._call("orders_get", body, None)
 
-    def history_deals_get(self, date_from: datetime | int | None = None, date_to: datetime | int | None = None,
-                          group: str | None = None, ticket: int | None = None,
-                          position: int | None = None) -> tuple[TradeDeal, ...] | None:
+    def history_deals_get(
+        self,
+        date_from: datetime | int | None = None,
+        date_to: datetime | int | None = None,
+        group: str | None = None,
+        ticket: int | None = None,
+        position: int | None = None,
+    ) -> tuple[TradeDeal, ...] | None:
         """By dates (server clock, inclusive), or by order `ticket`, or by `position` identifier."""
 
         def body(a: SimAccount) -> tuple[TradeDeal, ...] | None:

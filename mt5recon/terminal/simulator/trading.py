@@ -19,9 +19,23 @@ TRADE_RETCODE_INVALID_STOPS = 10016
 TRADE_RETCODE_NO_MONEY = 10019
 
 _DEFAULTS: dict[str, Any] = {
-    "action": 0, "magic": 0, "order": 0, "symbol": "", "volume": 0.0, "price": 0.0, "stoplimit": 0.0, "sl": 0.0,
-    "tp": 0.0, "deviation": 0, "type": 0, "type_filling": 0, "type_time": 0, "expiration": 0, "comment": "",
-    "position": 0, "position_by": 0,
+    "action": 0,
+    "magic": 0,
+    "order": 0,
+    "symbol": "",
+    "volume": 0.0,
+    "price": 0.0,
+    "stoplimit": 0.0,
+    "sl": 0.0,
+    "tp": 0.0,
+    "deviation": 0,
+    "type": 0,
+    "type_filling": 0,
+    "type_time": 0,
+    "expiration": 0,
+    "comment": "",
+    "position": 0,
+    "position_by": 0,
 }
 _PENDING = (c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_LIMIT, c.ORDER_TYPE_BUY_STOP, c.ORDER_TYPE_SELL_STOP)
 _MESSAGES = {
@@ -40,20 +54,28 @@ def _request(raw: dict[str, Any]) -> TradeRequest:
     return TradeRequest(**merged)
 
 
-def _result(req: TradeRequest, request_id: int, retcode: int, q: Quote | None, fill: Fill | None = None,
-            order: int = 0) -> OrderSendResult:
+def _result(
+    req: TradeRequest, request_id: int, retcode: int, q: Quote | None, fill: Fill | None = None, order: int = 0
+) -> OrderSendResult:
     return OrderSendResult(
-        retcode=retcode, deal=fill.deal if fill else 0, order=fill.order if fill else order,
-        volume=fill.volume if fill else 0.0, price=fill.price if fill else 0.0, bid=q.bid if q else 0.0,
-        ask=q.ask if q else 0.0, comment=_MESSAGES.get(retcode, ""), request_id=request_id, retcode_external=0,
-        request=req)
+        retcode=retcode,
+        deal=fill.deal if fill else 0,
+        order=fill.order if fill else order,
+        volume=fill.volume if fill else 0.0,
+        price=fill.price if fill else 0.0,
+        bid=q.bid if q else 0.0,
+        ask=q.ask if q else 0.0,
+        comment=_MESSAGES.get(retcode, ""),
+        request_id=request_id,
+        retcode_external=0,
+        request=req,
+    )
 
 
 def _bad_volume(q: Quote, volume: float) -> bool:
     spec = q.spec
     steps = volume / spec.volume_step
-    return (volume < spec.volume_min - 1e-9 or volume > spec.volume_max + 1e-9
-            or abs(steps - round(steps)) > 1e-6)
+    return volume < spec.volume_min - 1e-9 or volume > spec.volume_max + 1e-9 or abs(steps - round(steps)) > 1e-6
 
 
 def _bad_stops(buy: bool, price: float, sl: float, tp: float) -> bool:
@@ -100,15 +122,32 @@ def _deal(book: Book, req: TradeRequest, t_ms: int, request_id: int) -> OrderSen
             return _result(req, request_id, c.TRADE_RETCODE_INVALID, q)
         if req.volume > pos.volume + 1e-9:
             return _result(req, request_id, c.TRADE_RETCODE_INVALID_VOLUME, q)
-        fill = book.close(pos, req.volume, price, t_ms, reason=c.DEAL_REASON_EXPERT, magic=req.magic,
-                          comment=book.broker_comment(req.comment))
+        fill = book.close(
+            pos,
+            req.volume,
+            price,
+            t_ms,
+            reason=c.DEAL_REASON_EXPERT,
+            magic=req.magic,
+            comment=book.broker_comment(req.comment),
+        )
     else:
         if _bad_stops(buy, q.bid if buy else q.ask, req.sl, req.tp):
             return _result(req, request_id, TRADE_RETCODE_INVALID_STOPS, q)
         if not book.can_afford(symbol, req.type, req.volume):
             return _result(req, request_id, TRADE_RETCODE_NO_MONEY, q)
-        fill = book.open_or_net(symbol, req.type, req.volume, price, t_ms, magic=req.magic,
-                                reason=c.DEAL_REASON_EXPERT, comment=req.comment, sl=req.sl, tp=req.tp)
+        fill = book.open_or_net(
+            symbol,
+            req.type,
+            req.volume,
+            price,
+            t_ms,
+            magic=req.magic,
+            reason=c.DEAL_REASON_EXPERT,
+            comment=req.comment,
+            sl=req.sl,
+            tp=req.tp,
+        )
     return _result(req, request_id, c.TRADE_RETCODE_DONE, q, fill)
 
 
@@ -129,12 +168,25 @@ def _pending(book: Book, req: TradeRequest, t_ms: int, request_id: int) -> Order
     if _bad_volume(q, req.volume):
         return _result(req, request_id, c.TRADE_RETCODE_INVALID_VOLUME, q)
     t = req.type
-    wrong_side = ((t == c.ORDER_TYPE_BUY_LIMIT and req.price >= q.ask)
-                  or (t == c.ORDER_TYPE_SELL_LIMIT and req.price <= q.bid)
-                  or (t == c.ORDER_TYPE_BUY_STOP and req.price <= q.ask)
-                  or (t == c.ORDER_TYPE_SELL_STOP and req.price >= q.bid))
+    wrong_side = (
+        (t == c.ORDER_TYPE_BUY_LIMIT and req.price >= q.ask)
+        or (t == c.ORDER_TYPE_SELL_LIMIT and req.price <= q.bid)
+        or (t == c.ORDER_TYPE_BUY_STOP and req.price <= q.ask)
+        or (t == c.ORDER_TYPE_SELL_STOP and req.price >= q.bid)
+    )
     if req.price <= 0 or wrong_side:
         return _result(req, request_id, TRADE_RETCODE_INVALID_PRICE, q)
-    o = book.place_order(req.symbol, t, req.volume, req.price, t_ms, magic=req.magic, reason=c.ORDER_REASON_EXPERT,
-                         comment=req.comment, sl=req.sl, tp=req.tp, expiration_msc=req.expiration * 1000)
+    o = book.place_order(
+        req.symbol,
+        t,
+        req.volume,
+        req.price,
+        t_ms,
+        magic=req.magic,
+        reason=c.ORDER_REASON_EXPERT,
+        comment=req.comment,
+        sl=req.sl,
+        tp=req.tp,
+        expiration_msc=req.expiration * 1000,
+    )
     return _result(req, request_id, c.TRADE_RETCODE_DONE, q, order=o.ticket)

@@ -1,0 +1,1 @@
+"""The analysts' store: a DuckLake the pipeline appends to while analysts query it."""
