@@ -5,32 +5,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
-from mt5recon.fleet import demo_fleet_path
+from demo_fleet_files import demo_fleet_on_free_ports, free_port
+
 from mt5recon.store.lake import StoreConfig, open_reader
 
 WAIT_SECS = 240
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _fleet_on_free_ports(path: Path) -> Path:
-    text = demo_fleet_path().read_text()
-    text = re.sub(r"port = \d+", lambda _: f"port = {_free_port()}", text)
-    path.write_text(text)
-    return path
 
 
 def _flow_runs(api: str) -> list[dict[str, object]]:
@@ -44,11 +32,11 @@ def _flow_runs(api: str) -> list[dict[str, object]]:
 
 
 def test_up_runs_cycles_on_schedule_while_an_analyst_reads(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "MT5RECON_HOME": str(tmp_path / "home"),
-        "MT5RECON_FLEET": str(_fleet_on_free_ports(tmp_path / "fleet.toml")),
+        "MT5RECON_FLEET": str(demo_fleet_on_free_ports(tmp_path / "fleet.toml")),
         "MT5RECON_PREFECT_PORT": str(port),
     }
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed in finally
@@ -82,10 +70,16 @@ def test_up_runs_cycles_on_schedule_while_an_analyst_reads(tmp_path: Path) -> No
         assert [e for e in reader_errors if not e.startswith("open:")] == [], reader_errors
         assert seen_cycles == sorted(seen_cycles), "the reader sees cycles only ever added"
 
-        runs = _flow_runs(f"http://127.0.0.1:{port}/api")
-        states = [r["state_type"] for r in runs]
-        assert "FAILED" not in states and "CRASHED" not in states, states
-        assert states.count("COMPLETED") >= 4, states
+        api = f"http://127.0.0.1:{port}/api"
+        states: Counter[str] = Counter()
+        while time.monotonic() < deadline:
+            states = Counter(str(r["state_type"]) for r in _flow_runs(api))
+            if states["COMPLETED"] >= 4:
+                break
+            time.sleep(1)
+        assert states["FAILED"] == 0 and states["CRASHED"] == 0, states
+        assert states["COMPLETED"] >= 4, states
+        assert states["CANCELLED"] == 0, f"a healthy cycle was cancelled (prefetch/concurrency collision): {states}"
     finally:
         if reader is not None:
             reader.close()
