@@ -17,12 +17,17 @@ from mt5recon.terminal.sim_host import use_in_process_fleet
 from mt5recon.terminal.simulator.fleet import SimFleet
 
 
-def sim_fleet_config(sim: SimFleet, name: str = "test") -> FleetConfig:
+def sim_fleet_config(sim: SimFleet, name: str = "test", server_offset_secs: int = 0) -> FleetConfig:
     """A fleet file's worth of config pointing every account at the in-process simulator."""
     return FleetConfig(
         name=name,
         accounts=tuple(
-            AccountConfig(login=a.login, server=a.spec.server, connector=ConnectorConfig(kind="sim"))
+            AccountConfig(
+                login=a.login,
+                server=a.spec.server,
+                connector=ConnectorConfig(kind="sim"),
+                server_offset_secs=server_offset_secs,
+            )
             for a in sim.accounts()
         ),
         expected_trades=ExpectedTradesSource(kind="sim"),

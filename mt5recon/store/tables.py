@@ -17,7 +17,7 @@ CYCLES = pl.Schema(
         "login": pl.Int64(),
         "started_at": frames.UTC_US,
         "finished_at": frames.UTC_US,
-        # ok | failed (a snapshot call failed: nothing reconciled as flat) | stale
+        # ok | failed (a snapshot call failed: nothing reconciled as flat)
         "status": pl.String(),
         "error": pl.String(),
         "positions": pl.Int64(),
