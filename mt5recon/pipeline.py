@@ -20,6 +20,7 @@ from mt5recon.snapshot import Snapshot
 from mt5recon.store import tables
 from mt5recon.terminal.api import MT5Api
 from mt5recon.terminal.connector import FetchRequest, failed_account, fetch_account
+from mt5recon.terminal.factory import session_turn
 from mt5recon.validation import Validated, empty_quarantine, quarantine_unknown_symbols, validate_frame
 
 TerminalOpener = Callable[[AccountConfig], MT5Api]
@@ -31,6 +32,11 @@ def cycle_id_for(fleet_name: str, at: datetime) -> str:
 
 
 def _fetch_one(account: AccountConfig, open_terminal: TerminalOpener, request: FetchRequest) -> Snapshot:
+    with session_turn(account.connector):
+        return _fetch_session(account, open_terminal, request)
+
+
+def _fetch_session(account: AccountConfig, open_terminal: TerminalOpener, request: FetchRequest) -> Snapshot:
     try:
         api = open_terminal(account)
     except Exception as error:  # any connect failure is this account's failure, never the cycle's

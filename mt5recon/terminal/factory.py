@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
 from mt5recon.fleet import AccountConfig, ConnectorConfig, resolve_reference
 from mt5recon.terminal.api import MT5Api
+
+# The official package drives ONE terminal per process through module-level state: sessions of
+# several `metatrader5` accounts must take turns, while bridge and simulator sessions are independent.
+_OFFICIAL_MODULE_TURN = threading.Lock()
+
+
+def session_turn(connector: ConnectorConfig) -> AbstractContextManager[object]:
+    """Hold this around initialize -> fetch -> shutdown of one account."""
+    return _OFFICIAL_MODULE_TURN if connector.kind == "metatrader5" else nullcontext()
 
 
 class TerminalUnavailable(RuntimeError):
