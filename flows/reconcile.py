@@ -14,9 +14,9 @@ from mt5recon import pipeline
 from mt5recon.fleet import load_fleet
 from mt5recon.settings import Settings
 from mt5recon.terminal.factory import open_terminal
-from tasks.io import commit_cycle, fetch_snapshots, load_expected_trades
+from tasks.io import commit_cycle, fetch_snapshots, load_break_state, load_expected_trades
 from tasks.report import publish_cycle_report
-from tasks.transform import reconcile, validate
+from tasks.transform import advance_breaks, reconcile, validate
 
 # one-off validation set-up runs while the process waits for its scheduled start, not inside the cycle
 schemas.warm_up()
@@ -34,15 +34,17 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any]:
     settings = Settings()
     fleet = load_fleet(Path(fleet_file) if fleet_file else settings.fleet)
     home = settings.resolved_home()
-    cycle_id = pipeline.cycle_id_for(fleet.name, _scheduled_time())
+    scheduled_at = _scheduled_time()
+    cycle_id = pipeline.cycle_id_for(fleet.name, scheduled_at)
     started_at = datetime.now(UTC)
+    store = settings.store_config()
 
     expected_raw = load_expected_trades(fleet, home)
-    snapshot, fetch_ms = fetch_snapshots(
-        fleet, started_at, open_terminal, pipeline.expected_symbols_by_login(expected_raw), settings.fetch_concurrency
-    )
+    snapshot, fetch_ms = fetch_snapshots(fleet, started_at, open_terminal, expected_raw, settings.fetch_concurrency)
     validated = validate(snapshot, expected_raw, started_at)
-    result, reconcile_ms = reconcile(validated, fleet)
+    result, reconcile_ms = reconcile(validated, fleet, datetime.now(UTC))
+    state = load_break_state(store, *pipeline.break_state_keys(fleet, result))
+    breaks = advance_breaks(state, result, fleet, scheduled_at)
     tables = pipeline.cycle_tables(
         cycle_id=cycle_id,
         started_at=started_at,
@@ -50,11 +52,12 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any]:
         snapshot=snapshot,
         validated=validated,
         result=result,
+        breaks=breaks,
         fetch_ms=fetch_ms,
         reconcile_ms=reconcile_ms,
     )
-    committed = commit_cycle(settings.store_config(), cycle_id, tables)
+    committed = commit_cycle(store, cycle_id, tables)
     summary = {"cycle_id": cycle_id, "duplicate": committed.duplicate, **pipeline.summarize(tables)}
-    publish_cycle_report(summary, tables["divergences"])
+    publish_cycle_report(summary, breaks.events)
     get_run_logger().info("cycle %s: %s", cycle_id, summary)
     return summary

@@ -14,7 +14,7 @@ from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mt5recon.tolerances import Tolerances
+from mt5recon.tolerances import BreakPolicy, Tolerances
 
 
 class ConnectorConfig(BaseModel):
@@ -77,8 +77,13 @@ class FleetConfig(BaseModel):
     accounts: tuple[AccountConfig, ...]
     expected_trades: ExpectedTradesSource
     tolerances: Tolerances = Tolerances()
+    # broker symbol -> instrument, where the default suffix rules (EURUSD.m, #EURUSD, EURUSDpro) fall short
+    symbol_map: dict[str, str] = Field(default_factory=dict)
+    breaks: BreakPolicy = BreakPolicy()
     simulator: SimulatorConfig = SimulatorConfig()
     deals_lookback_secs: int = Field(default=6 * 3600, gt=0)
+    # deals reach back to the bot's oldest open trade, but never further than this
+    deals_max_lookback_secs: int = Field(default=7 * 86400, gt=0)
 
 
 def resolve_reference(reference: str) -> str:

@@ -152,6 +152,9 @@ SYMBOLS = pl.Schema(
         "digits": pl.Int32(),
         "point": pl.Float64(),
         "trade_contract_size": pl.Float64(),
+        # value of one trade_tick_size move for one lot, in the ACCOUNT's currency (MT5 computes it)
+        "trade_tick_value": pl.Float64(),
+        "trade_tick_size": pl.Float64(),
         "volume_min": pl.Float64(),
         "volume_step": pl.Float64(),
         "currency_profit": pl.String(),

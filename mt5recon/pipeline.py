@@ -15,13 +15,20 @@ import polars as pl
 
 from mt5recon import frames
 from mt5recon.fleet import AccountConfig, FleetConfig
+from mt5recon.recon import lifecycle
 from mt5recon.recon.engine import ReconResult, reconcile
 from mt5recon.snapshot import Snapshot
 from mt5recon.store import tables
 from mt5recon.terminal.api import MT5Api
 from mt5recon.terminal.connector import FetchRequest, failed_account, fetch_account
 from mt5recon.terminal.factory import session_turn
-from mt5recon.validation import Validated, empty_quarantine, quarantine_unknown_symbols, validate_frame
+from mt5recon.validation import (
+    Validated,
+    cast_expr,
+    empty_quarantine,
+    quarantine_unknown_symbols,
+    validate_frame,
+)
 
 TerminalOpener = Callable[[AccountConfig], MT5Api]
 
@@ -55,18 +62,27 @@ def fetch_fleet(
     fetched_at: datetime,
     open_terminal: TerminalOpener,
     expected_symbols: dict[int, tuple[str, ...]] | None = None,
+    open_since: dict[int, datetime] | None = None,
     concurrency: int = 16,
 ) -> tuple[Snapshot, float]:
-    """Snapshot every account in parallel (bounded); returns the snapshot and the fetch time in ms."""
+    """Snapshot every account in parallel (bounded); returns the snapshot and the fetch time in ms.
+
+    Deals are fetched from the lookback window, or from the bot's oldest open trade when that is
+    older (so a netting trade's entry deal, the evidence of its slippage, never slides out of view),
+    capped at `deals_max_lookback_secs`.
+    """
     started = time.perf_counter()
     expected_symbols = expected_symbols or {}
+    open_since = open_since or {}
+    window_start = fetched_at - timedelta(seconds=fleet.deals_lookback_secs)
+    oldest_allowed = fetched_at - timedelta(seconds=fleet.deals_max_lookback_secs)
     requests = [
         (
             account,
             FetchRequest(
                 login=account.login,
                 fetched_at=fetched_at,
-                deals_from=fetched_at - timedelta(seconds=fleet.deals_lookback_secs),
+                deals_from=max(oldest_allowed, min(window_start, open_since.get(account.login, window_start))),
                 server_offset_secs=account.server_offset_secs,
                 extra_symbols=tuple(sorted(set(account.watch_symbols) | set(expected_symbols.get(account.login, ())))),
             ),
@@ -92,6 +108,21 @@ def expected_symbols_by_login(expected_raw: pl.DataFrame) -> dict[int, tuple[str
     return {row[0]: tuple(row[1]) for row in pairs.iter_rows()}
 
 
+def earliest_open_by_login(expected_raw: pl.DataFrame) -> dict[int, datetime]:
+    """When each login's oldest still-open bot trade was opened (a minute early: clocks differ)."""
+    if not {"login", "opened_at", "closed_at"} <= set(expected_raw.columns) or expected_raw.height == 0:
+        return {}
+    opened = cast_expr("opened_at", expected_raw.schema["opened_at"], frames.UTC_US)
+    rows = (
+        expected_raw.filter(pl.col("closed_at").is_null())
+        .select(pl.col("login").cast(pl.Int64, strict=False), opened.alias("opened_at"))
+        .drop_nulls()
+        .group_by("login")
+        .agg(pl.col("opened_at").min())
+    )
+    return {login: at - timedelta(minutes=1) for login, at in rows.iter_rows()}
+
+
 @dataclass(frozen=True)
 class ValidatedCycle:
     frames: dict[str, pl.DataFrame]
@@ -114,7 +145,8 @@ def validate_cycle(snapshot: Snapshot, expected_raw: pl.DataFrame, *, now: datet
     )
 
 
-def reconcile_cycle(validated: ValidatedCycle, fleet: FleetConfig) -> ReconResult:
+def reconcile_cycle(validated: ValidatedCycle, fleet: FleetConfig, *, as_of: datetime | None = None) -> ReconResult:
+    """Reconcile the validated frames; snapshots older than the fleet's stale limit at `as_of` are not."""
     v = validated.frames
     return reconcile(
         accounts=v["accounts"],
@@ -123,8 +155,23 @@ def reconcile_cycle(validated: ValidatedCycle, fleet: FleetConfig) -> ReconResul
         symbols=v["symbols"],
         expected_trades=v["expected_trades"],
         tolerances=fleet.tolerances,
+        symbol_map=fleet.symbol_map,
         quarantine=validated.quarantine,
+        as_of=as_of,
+        policy=fleet.breaks,
     )
+
+
+def break_state_keys(fleet: FleetConfig, result: ReconResult) -> tuple[list[int], list[str]]:
+    """What the lifecycle must read back: the fleet's active breaks and any break seen this cycle."""
+    return [a.login for a in fleet.accounts], result.divergences["break_id"].unique().sort().to_list()
+
+
+def advance_breaks(
+    state: pl.DataFrame, result: ReconResult, fleet: FleetConfig, *, at: datetime
+) -> lifecycle.BreakUpdate:
+    """Turn this cycle's divergences into break transitions at the cycle's time `at`."""
+    return lifecycle.advance(state, result.divergences, observed=result.observed, at=at, policy=fleet.breaks)
 
 
 def _with_cycle(cycle_id: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -139,6 +186,7 @@ def cycle_tables(
     snapshot: Snapshot,
     validated: ValidatedCycle,
     result: ReconResult,
+    breaks: lifecycle.BreakUpdate,
     fetch_ms: float,
     reconcile_ms: float,
 ) -> dict[str, pl.DataFrame]:
@@ -170,7 +218,8 @@ def cycle_tables(
         "account_snapshots": _with_cycle(cycle_id, validated.frames["accounts"]),
         "positions": _with_cycle(cycle_id, validated.frames["positions"]),
         "matches": _with_cycle(cycle_id, result.matches),
-        "divergences": _with_cycle(cycle_id, result.divergences),
+        "breaks": _with_cycle(cycle_id, breaks.state),
+        "break_events": _with_cycle(cycle_id, breaks.events),
         "quarantine": _with_cycle(cycle_id, validated.quarantine),
     }
 
@@ -178,14 +227,19 @@ def cycle_tables(
 def summarize(tables: dict[str, pl.DataFrame]) -> dict[str, object]:
     """The few numbers an operator reads first."""
     cycles = tables["cycles"]
-    by_kind = tables["divergences"].group_by("kind").len().sort("kind")
+    events = tables["break_events"]
+    open_now = tables["breaks"].filter(pl.col("status") == "open")
+    by_kind = open_now.group_by("kind").len().sort("kind")
     return {
         "accounts": cycles.height,
         "accounts_ok": int((cycles["status"] == "ok").sum()),
         "accounts_failed": int((cycles["status"] == "failed").sum()),
         "positions": int(cycles["positions"].sum()),
         "matched": int(cycles["matched"].sum()),
-        "divergences": tables["divergences"].height,
-        "divergences_by_kind": dict(by_kind.iter_rows()),
+        "divergences": int(cycles["divergences"].sum()),
+        "breaks_opened": int(events["event"].is_in(["opened", "reopened"]).sum()),
+        "breaks_resolved": int((events["event"] == "resolved").sum()),
+        "breaks_pending": int((tables["breaks"]["status"] == "pending").sum()),
+        "open_breaks_by_kind": dict(by_kind.iter_rows()),
         "quarantined": tables["quarantine"].height,
     }

@@ -12,6 +12,7 @@ from mt5recon import pipeline
 from mt5recon.fleet import FleetConfig, load_fleet
 from mt5recon.settings import Settings
 from mt5recon.sources import read_expected_trades
+from mt5recon.store.break_state import read_break_state
 from mt5recon.store.lake import CommitResult, Store, StoreConfig
 from mt5recon.terminal.factory import open_terminal
 from mt5recon.terminal.recording import Replay, record_cycle
@@ -42,6 +43,7 @@ def record_once(fleet: FleetConfig, home: Path, directory: Path, concurrency: in
         fetched_at=fetched_at,
         open_terminal=open_terminal,
         expected_symbols=pipeline.expected_symbols_by_login(expected),
+        open_since=pipeline.earliest_open_by_login(expected),
         concurrency=concurrency,
     )
     record_cycle(directory, snapshot, expected, fetched_at)
@@ -55,8 +57,10 @@ def replay_cycle(recording: Replay, at: datetime, fleet: FleetConfig, home: Path
     if expected is None:
         expected = read_expected_trades(fleet.expected_trades, home)
     validated = pipeline.validate_cycle(snapshot, expected, now=at)
-    result = pipeline.reconcile_cycle(validated, fleet)
+    result = pipeline.reconcile_cycle(validated, fleet, as_of=at)
     cycle_id = pipeline.cycle_id_for(f"replay-{fleet.name}", at)
+    state = read_break_state(store.connection, *pipeline.break_state_keys(fleet, result))
+    breaks = pipeline.advance_breaks(state, result, fleet, at=at)
     tables = pipeline.cycle_tables(
         cycle_id=cycle_id,
         started_at=at,
@@ -64,6 +68,7 @@ def replay_cycle(recording: Replay, at: datetime, fleet: FleetConfig, home: Path
         snapshot=snapshot,
         validated=validated,
         result=result,
+        breaks=breaks,
         fetch_ms=0.0,
         reconcile_ms=0.0,
     )

@@ -43,6 +43,9 @@ class Tolerance(BaseModel):
         return self
 
 
+TOLERANCE_COLUMNS = tuple(Tolerance.model_fields)
+
+
 class Tolerances(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -68,3 +71,16 @@ class Tolerances(BaseModel):
         rows = [{"norm_symbol": s, **self.for_symbol(s).model_dump()} for s in sorted(set(symbols))]
         schema = {"norm_symbol": pl.String(), **{k: pl.Float64() for k in Tolerance.model_fields}}
         return pl.DataFrame(rows, schema=schema)
+
+
+class BreakPolicy(BaseModel):
+    """How divergences become breaks: confirmation before accusing, and when data is too old."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    confirm_observations: int = Field(
+        default=2, ge=1, description="consecutive good snapshots before a missing/unknown break opens"
+    )
+    stale_after_secs: float = Field(
+        default=30.0, gt=0, description="a snapshot older than this at the cycle's time is stale, not reconciled"
+    )

@@ -33,13 +33,15 @@ _WHY = "__why"  # internal; frames have their own `reason` column (MT5 deal/posi
 class Validated:
     valid: pl.DataFrame
     quarantined: pl.DataFrame
+    # the input row number of each valid row, so a later check quarantines it under its own number
+    valid_rows: pl.Series | None = None
 
 
 def empty_quarantine() -> pl.DataFrame:
     return pl.DataFrame(schema=QUARANTINE_COLUMNS)
 
 
-def _cast_expr(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+def cast_expr(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
     """Cast one column to its declared dtype; text timestamps are parsed, naive ones taken as UTC."""
     expr = pl.col(column)
     if isinstance(target, pl.Datetime):
@@ -72,7 +74,7 @@ def _conform(name: str, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         if df.schema[c] == pl.String and dtype != pl.String
     ]
     df = df.with_columns(blanks) if blanks else df
-    cast = df.with_columns([_cast_expr(c, df.schema[c], dtype) for c, dtype in schema.items()])
+    cast = df.with_columns([cast_expr(c, df.schema[c], dtype) for c, dtype in schema.items()])
     bad = [
         pl.when(df[c].is_not_null() & cast[c].is_null()).then(
             pl.format(f"{c}: cannot read '{{}}' as {dtype}", pl.Series(c, df[c]).cast(pl.String, strict=False))
@@ -149,10 +151,14 @@ def validate_frame(name: str, df: pl.DataFrame, *, now: datetime) -> Validated:
     reasons = pl.concat([cast_failures, check_failures], how="vertical")
     schema = frames.ALL_FRAMES[name]
     if conformed.height == 0:
-        valid = pl.DataFrame(schema=schema)
+        kept = pl.DataFrame(schema={_ROW: pl.Int64, **schema})
     else:
-        valid = conformed.filter(~pl.col(_ROW).is_in(check_failures[_ROW].implode())).select(list(schema))
-    return Validated(valid=valid, quarantined=_quarantine_rows(name, raw, reasons, now))
+        kept = conformed.filter(~pl.col(_ROW).is_in(check_failures[_ROW].implode()))
+    return Validated(
+        valid=kept.select(list(schema)),
+        quarantined=_quarantine_rows(name, raw, reasons, now),
+        valid_rows=kept[_ROW],
+    )
 
 
 def quarantine_unknown_symbols(
@@ -160,15 +166,21 @@ def quarantine_unknown_symbols(
 ) -> Validated:
     """Rows on a symbol the terminal has no spec for cannot be priced in pips: quarantine them."""
     known = symbols.select("login", pl.col("name").alias(column), pl.lit(True).alias("__known"))
-    joined = (
-        validated.valid.with_row_index(_ROW)
-        .with_columns(pl.col(_ROW).cast(pl.Int64))
-        .join(known, on=["login", column], how="left")
+    rows = validated.valid_rows
+    numbered = (
+        validated.valid.with_columns(rows.alias(_ROW))
+        if rows is not None
+        else validated.valid.with_row_index(_ROW).with_columns(pl.col(_ROW).cast(pl.Int64))
     )
+    joined = numbered.join(known, on=["login", column], how="left")
     unknown = joined.filter(pl.col("__known").is_null()).drop("__known")
     if unknown.height == 0:
         return validated
     reasons = unknown.select(_ROW, pl.format("{}: unknown symbol ({})", pl.lit(column), pl.col(column)).alias(_WHY))
     extra = _quarantine_rows(name, unknown, reasons, now)
-    kept = joined.filter(pl.col("__known").is_not_null()).drop("__known", _ROW)
-    return Validated(valid=kept, quarantined=pl.concat([validated.quarantined, extra], how="vertical"))
+    kept = joined.filter(pl.col("__known").is_not_null()).drop("__known")
+    return Validated(
+        valid=kept.drop(_ROW),
+        quarantined=pl.concat([validated.quarantined, extra], how="vertical"),
+        valid_rows=kept[_ROW],
+    )

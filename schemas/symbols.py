@@ -15,6 +15,9 @@ class SymbolsModel(pa.DataFrameModel):
     digits: pl.Int32 = pa.Field(ge=0, le=10)
     point: pl.Float64 = pa.Field(gt=0)
     trade_contract_size: pl.Float64 = pa.Field(gt=0)
+    # optional: older recordings lack them, and money then falls back to same-currency symbols only
+    trade_tick_value: pl.Float64 = pa.Field(ge=0, nullable=True)
+    trade_tick_size: pl.Float64 = pa.Field(gt=0, nullable=True)
     volume_min: pl.Float64 = pa.Field(gt=0)
     volume_step: pl.Float64 = pa.Field(gt=0)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from prefect import task
@@ -13,23 +14,25 @@ from mt5recon import pipeline
 from mt5recon.fleet import FleetConfig
 from mt5recon.snapshot import Snapshot
 from mt5recon.sources import read_expected_trades
-from mt5recon.store.lake import CommitResult, Store, StoreConfig
+from mt5recon.store.break_state import empty_state, read_break_state
+from mt5recon.store.lake import CommitResult, Store, StoreConfig, open_reader
 from tasks.retry import retry_transient
 
 # two quick retries keep a retried cycle well inside its 10-second slot
 RETRIES = 2
 RETRY_DELAYS_SECS = [0.5, 1.0]
 RETRY_JITTER = 0.5
+# every I/O task retries the same way: a few quick, jittered tries, transient errors only
+IO_RETRY: dict[str, Any] = {
+    "cache_policy": NO_CACHE,
+    "retries": RETRIES,
+    "retry_delay_seconds": RETRY_DELAYS_SECS,
+    "retry_jitter_factor": RETRY_JITTER,
+    "retry_condition_fn": retry_transient,
+}
 
 
-@task(
-    name="load-expected-trades",
-    cache_policy=NO_CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS_SECS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_transient,
-)
+@task(name="load-expected-trades", **IO_RETRY)
 def load_expected_trades(fleet: FleetConfig, home: Path) -> pl.DataFrame:
     return read_expected_trades(fleet.expected_trades, home)
 
@@ -39,7 +42,7 @@ def fetch_snapshots(
     fleet: FleetConfig,
     fetched_at: datetime,
     open_terminal: pipeline.TerminalOpener,
-    expected_symbols: dict[int, tuple[str, ...]],
+    expected_raw: pl.DataFrame,
     concurrency: int,
 ) -> tuple[Snapshot, float]:
     """Fan-out over terminals happens inside (one task per cycle, not per account); a failing
@@ -48,19 +51,25 @@ def fetch_snapshots(
         fleet,
         fetched_at=fetched_at,
         open_terminal=open_terminal,
-        expected_symbols=expected_symbols,
+        expected_symbols=pipeline.expected_symbols_by_login(expected_raw),
+        open_since=pipeline.earliest_open_by_login(expected_raw),
         concurrency=concurrency,
     )
 
 
-@task(
-    name="commit-cycle",
-    cache_policy=NO_CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS_SECS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_transient,
-)
+@task(name="load-break-state", **IO_RETRY)
+def load_break_state(config: StoreConfig, logins: list[int], break_ids: list[str]) -> pl.DataFrame:
+    """The stored breaks this cycle advances (read-only: analysts and this reader never block the writer)."""
+    if not config.exists():
+        return empty_state()
+    con = open_reader(config)
+    try:
+        return read_break_state(con, logins, break_ids)
+    finally:
+        con.close()
+
+
+@task(name="commit-cycle", **IO_RETRY)
 def commit_cycle(config: StoreConfig, cycle_id: str, tables: dict[str, pl.DataFrame]) -> CommitResult:
     """One transaction with a ledger row: a retry after a failed commit never duplicates."""
     with Store.open(config) as store:

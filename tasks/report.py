@@ -1,4 +1,4 @@
-"""What the Prefect UI shows per run: a markdown summary and a table of this cycle's divergences."""
+"""What the Prefect UI shows per run: a markdown summary and a table of the breaks that changed."""
 
 from __future__ import annotations
 
@@ -13,22 +13,32 @@ MAX_ROWS = 50
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
-    kinds = ", ".join(f"{k}: {n}" for k, n in summary["divergences_by_kind"].items()) or "none"
+    kinds = ", ".join(f"{k}: {n}" for k, n in summary["open_breaks_by_kind"].items()) or "none"
     return (
         f"### Cycle `{summary['cycle_id']}`\n\n"
-        f"| accounts | ok | failed | positions | matched | divergences | quarantined |\n"
-        f"|---|---|---|---|---|---|---|\n"
+        "| accounts | ok | failed | positions | matched | divergences | breaks opened | breaks resolved "
+        "| pending | quarantined |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
         f"| {summary['accounts']} | {summary['accounts_ok']} | {summary['accounts_failed']} | {summary['positions']} "
-        f"| {summary['matched']} | {summary['divergences']} | {summary['quarantined']} |\n\n"
-        f"Divergences by kind: {kinds}\n"
+        f"| {summary['matched']} | {summary['divergences']} | {summary['breaks_opened']} "
+        f"| {summary['breaks_resolved']} | {summary['breaks_pending']} | {summary['quarantined']} |\n\n"
+        f"Open breaks by kind (accounts observed this cycle): {kinds}\n"
+    )
+
+
+def changed_breaks(events: pl.DataFrame) -> pl.DataFrame:
+    """This cycle's transitions, worst first, as the rows of the run's table artifact."""
+    worst = events.sort(pl.col("size_money").abs(), pl.col("size_pips").abs(), descending=True, nulls_last=True)
+    return worst.head(MAX_ROWS).select(
+        "login", "event", "kind", "cause", "symbol", "trade_id", "size_pips", "size_money", "age_secs", "break_id"
     )
 
 
 @task(name="publish-report", cache_policy=NO_CACHE)
-def publish_cycle_report(summary: dict[str, Any], divergences: pl.DataFrame) -> None:
+def publish_cycle_report(summary: dict[str, Any], events: pl.DataFrame) -> None:
     create_markdown_artifact(summary_markdown(summary), key="cycle-summary", description="reconciliation cycle")
-    worst = divergences.sort(pl.col("size_pips").abs(), descending=True, nulls_last=True).head(MAX_ROWS)
-    rows = worst.select("login", "kind", "symbol", "trade_id", "ticket", "size_pips", "size_money", "cause")
     create_table_artifact(
-        rows.to_dicts(), key="cycle-divergences", description=f"top {MAX_ROWS} divergences this cycle"
+        changed_breaks(events).to_dicts(),
+        key="cycle-breaks",
+        description=f"breaks that changed this cycle (top {MAX_ROWS})",
     )

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from mt5recon import pipeline
 from mt5recon.fleet import FleetConfig
 from mt5recon.recon.engine import ReconResult
+from mt5recon.recon.lifecycle import BreakUpdate
 from mt5recon.snapshot import Snapshot
 
 
@@ -21,7 +22,12 @@ def validate(snapshot: Snapshot, expected_raw: pl.DataFrame, now: datetime) -> p
 
 
 @task(name="reconcile", cache_policy=NO_CACHE)
-def reconcile(validated: pipeline.ValidatedCycle, fleet: FleetConfig) -> tuple[ReconResult, float]:
+def reconcile(validated: pipeline.ValidatedCycle, fleet: FleetConfig, as_of: datetime) -> tuple[ReconResult, float]:
     started = time.perf_counter()
-    result = pipeline.reconcile_cycle(validated, fleet)
+    result = pipeline.reconcile_cycle(validated, fleet, as_of=as_of)
     return result, (time.perf_counter() - started) * 1000
+
+
+@task(name="advance-breaks", cache_policy=NO_CACHE)
+def advance_breaks(state: pl.DataFrame, result: ReconResult, fleet: FleetConfig, at: datetime) -> BreakUpdate:
+    return pipeline.advance_breaks(state, result, fleet, at=at)

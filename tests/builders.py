@@ -91,6 +91,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "digits": 5,
         "point": 0.00001,
         "trade_contract_size": 100_000.0,
+        "trade_tick_value": 1.0,
+        "trade_tick_size": 0.00001,
         "volume_min": 0.01,
         "volume_step": 0.01,
         "currency_profit": "USD",
@@ -133,8 +135,21 @@ def frame(name: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 SYMBOL_SPECS = {
     "EURUSD": {"digits": 5, "point": 0.00001, "trade_contract_size": 100_000.0},
-    "USDJPY": {"digits": 3, "point": 0.001, "trade_contract_size": 100_000.0, "currency_profit": "JPY"},
-    "XAUUSD": {"digits": 2, "point": 0.01, "trade_contract_size": 100.0},
+    "USDJPY": {
+        "digits": 3,
+        "point": 0.001,
+        "trade_contract_size": 100_000.0,
+        "currency_profit": "JPY",
+        "trade_tick_value": 0.6667,  # 100 JPY at USDJPY 150.00, in the USD account's currency
+        "trade_tick_size": 0.001,
+    },
+    "XAUUSD": {
+        "digits": 2,
+        "point": 0.01,
+        "trade_contract_size": 100.0,
+        "trade_tick_value": 1.0,
+        "trade_tick_size": 0.01,
+    },
 }
 
 

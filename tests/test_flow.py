@@ -43,21 +43,28 @@ def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monk
     monkeypatch.setenv("MT5RECON_HOME", str(tmp_path))
     fleet_file = _write_fleet(sim, tmp_path / "fleet.toml")
 
-    summary = asyncio.run(reconcile_fleet(fleet_file=str(fleet_file)))
-    assert summary["accounts"] == 10 and summary["accounts_ok"] == 10
-    assert summary["divergences_by_kind"].get("unknown_position", 0) >= 1
-    assert summary["duplicate"] is False
+    first = asyncio.run(reconcile_fleet(fleet_file=str(fleet_file)))
+    assert first["accounts"] == 10 and first["accounts_ok"] == 10
+    assert first["breaks_pending"] >= 1, "an unknown position is observed once before it is confirmed"
+    assert first["duplicate"] is False
+    clock.advance(10)
+    second = asyncio.run(reconcile_fleet(fleet_file=str(fleet_file)))
+    assert second["open_breaks_by_kind"].get("unknown_position", 0) >= 1, "confirmed on the second observation"
 
     reader = open_reader(StoreConfig.under(tmp_path))
     try:
         cycles = reader.execute("SELECT count(*), count(DISTINCT cycle_id) FROM cycles").fetchone()
         manual = reader.execute(
-            "SELECT count(*) FROM divergences WHERE kind = 'unknown_position' AND cause = 'manual' AND login = 5001"
-        ).fetchone()
+            "SELECT status, occurrences FROM breaks WHERE kind = 'unknown_position' AND cause = 'manual' AND login = 5001"
+        ).fetchall()
+        events = reader.execute(
+            "SELECT event FROM break_events WHERE kind = 'unknown_position' AND login = 5001 ORDER BY event_at"
+        ).fetchall()
     finally:
         reader.close()
-    assert cycles == (10, 1)
-    assert manual == (1,)
+    assert cycles == (20, 2)
+    assert manual == [("open", 2)]
+    assert events == [("observed",), ("opened",)]
     use_in_process_fleet(None)
 
 

@@ -72,7 +72,7 @@ def test_replay_with_other_tolerances_into_its_own_store_is_idempotent(tmp_path:
         assert not any(r.duplicate for r in first)
         assert all(r.duplicate for r in again), "a replayed cycle adds nothing twice"
         slips = store.connection.execute(
-            "SELECT count(*) FROM divergences WHERE kind = 'slippage' AND size_pips < 20"
+            "SELECT count(*) FROM breaks WHERE kind = 'slippage' AND abs(size_pips) < 20"
         ).fetchone()
         cycles = store.connection.execute("SELECT count(DISTINCT cycle_id) FROM cycles").fetchone()
     assert slips == (0,), "the 8-pip slip is within the replay's 20-pip tolerance"

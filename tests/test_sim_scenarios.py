@@ -91,12 +91,27 @@ CASES = [
     SimCase(
         "a None positions snapshot opens no missing break",
         lambda sim, a: a.fail_snapshot(calls=None, methods={"positions_get"}),
-        set(),
+        {("snapshot_failed", "positions_get")},
         account_failed=True,
     ),
-    SimCase("disconnected terminal", lambda sim, a: a.disconnect(), set(), account_failed=True),
-    SimCase("IPC timeout", lambda sim, a: a.fail_timeout(calls=None), set(), account_failed=True),
-    SimCase("authorization failure", lambda sim, a: a.fail_auth(calls=None), set(), account_failed=True),
+    SimCase(
+        "disconnected terminal",
+        lambda sim, a: a.disconnect(),
+        {("snapshot_failed", "account_info,positions_get,orders_get,history_deals_get")},
+        account_failed=True,
+    ),
+    SimCase(
+        "IPC timeout",
+        lambda sim, a: a.fail_timeout(calls=None),
+        {("snapshot_failed", "account_info,positions_get,orders_get,history_deals_get")},
+        account_failed=True,
+    ),
+    SimCase(
+        "authorization failure",
+        lambda sim, a: a.fail_auth(calls=None),
+        {("snapshot_failed", "account_info,positions_get,orders_get,history_deals_get")},
+        account_failed=True,
+    ),
     SimCase(
         "NaN entry price is quarantined",
         lambda sim, a: a.malform("nan_price_open"),

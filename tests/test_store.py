@@ -155,7 +155,7 @@ def test_migrate_is_versioned_and_a_no_op_when_current(config: StoreConfig) -> N
     with Store.open(config) as store:  # re-open migrates again
         assert store.migrate() == migrations.LATEST
         versions = store.connection.execute("SELECT version FROM schema_version").fetchall()
-        assert versions == [(migrations.LATEST,)]
+        assert versions == [(m.version,) for m in migrations.MIGRATIONS]
         assert store.has_cycle("c-7")
         after = store.connection.execute("SELECT * FROM ducklake_snapshots('recon') WHERE snapshot_id > ?", snapshot)
         assert len(after.fetchall()) == 1  # only the cycle's commit: migrating created no snapshot
@@ -259,3 +259,33 @@ def test_default_layout_and_postgres_form(tmp_path: Path) -> None:
     assert "LOAD postgres;" in analyst_attach_sql(scale_out)
     with pytest.raises(ValueError):
         StoreConfig.under(tmp_path, catalog="postgres:  ")
+
+
+def test_breaks_hold_current_state_replaced_by_id_while_events_append(store: Store) -> None:
+    for cycle_id in ("s-1", "s-2"):
+        store.commit_cycle(cycle_id, sample_cycle(cycle_id, {"breaks": 12, "break_events": 3}))
+    breaks = store.connection.execute("SELECT count(*), count(DISTINCT break_id), min(cycle_id) FROM breaks").fetchone()
+    events = store.connection.execute("SELECT count(*) FROM break_events").fetchone()
+    assert breaks == (12, 12, "s-2"), "a break written again replaces its row"
+    assert events == (6,), "events are an append-only log"
+
+
+def test_a_state_frame_with_duplicate_or_null_keys_writes_nothing(store: Store) -> None:
+    frame = sample_frame("breaks", 3, "d-1")
+    duplicated = pl.concat([frame, frame.head(1)])
+    with pytest.raises(ValueError, match="unique, non-null 'break_id'"):
+        store.commit_cycle("d-1", {"breaks": duplicated})
+    assert not store.has_cycle("d-1")
+
+
+def test_a_version_1_store_upgrades_without_dropping_anything(config: StoreConfig) -> None:
+    with Store.open(config, migrate=False) as store:
+        store._apply(migrations.MIGRATIONS[0])
+        # what version 1 had and version 2 stops writing: rows an analyst may still query
+        store.connection.execute("CREATE TABLE IF NOT EXISTS divergences (cycle_id VARCHAR, kind VARCHAR)")
+        store.connection.execute("INSERT INTO divergences VALUES ('old-cycle', 'slippage')")
+        assert store.schema_version() == 1
+    with Store.open(config) as store:
+        assert store.schema_version() == migrations.LATEST
+        assert store.connection.execute("SELECT count(*) FROM divergences").fetchone() == (1,)
+        assert store.connection.execute("SELECT count(*) FROM break_events").fetchone() == (0,)

@@ -35,17 +35,17 @@ def matched_divergences(pairs: pl.DataFrame) -> pl.DataFrame:
     identity = pl.col("trade_id")
     out = [
         dv.rows(
-            frame.filter(pl.col("slip_pips").abs() > pl.col("slippage_pips")),
+            frame.filter(dv.beyond(pl.col("slip_pips"), pl.col("slippage_pips"))),
             kind=dv.SLIPPAGE,
             identity=identity,
             expected=pl.col("price"),
             actual=pl.col("price_open"),
             size_pips=pl.col("slip_pips"),
             size_money=dv.money(pl.col("slip_pips")),
-            cause=pl.when(pl.col("slip_pips") > 0).then(pl.lit("adverse")).otherwise(pl.lit("favourable")),
+            cause=dv.slippage_cause(pl.col("slip_pips")),
         ),
         dv.rows(
-            frame.filter(pl.col("volume_pct_diff").abs() > pl.col("volume_pct")),
+            frame.filter(dv.beyond(pl.col("volume_pct_diff"), pl.col("volume_pct"))),
             kind=dv.VOLUME_MISMATCH,
             identity=identity,
             expected=pl.col("volume"),
@@ -54,11 +54,11 @@ def matched_divergences(pairs: pl.DataFrame) -> pl.DataFrame:
         ),
     ]
     for level, kind, threshold in (("sl", dv.SL_MISMATCH, "sl_pips"), ("tp", dv.TP_MISMATCH, "tp_pips")):
-        out.append(_level_divergence(frame, level, kind, threshold))
+        out.append(level_divergences(frame, level, kind, threshold, identity))
     return pl.concat(out, how="vertical")
 
 
-def _level_divergence(frame: pl.DataFrame, level: str, kind: str, threshold: str) -> pl.DataFrame:
+def level_divergences(frame: pl.DataFrame, level: str, kind: str, threshold: str, identity: pl.Expr) -> pl.DataFrame:
     """SL/TP: 0.0 means not set; a set level missing at the broker is its own cause."""
     bot, broker = pl.col(level), pl.col(f"{level}_pos")
     diff_pips = ((broker - bot) / pl.col("pip")).alias("level_pips")
@@ -72,12 +72,12 @@ def _level_divergence(frame: pl.DataFrame, level: str, kind: str, threshold: str
     flagged = frame.with_columns(diff_pips).filter(
         ((bot > 0) & (broker == 0))
         | ((bot == 0) & (broker > 0))
-        | ((bot > 0) & (broker > 0) & (pl.col("level_pips").abs() > pl.col(threshold)))
+        | ((bot > 0) & (broker > 0) & (dv.beyond(pl.col("level_pips"), pl.col(threshold))))
     )
     return dv.rows(
         flagged,
         kind=kind,
-        identity=pl.col("trade_id"),
+        identity=identity,
         expected=bot,
         actual=broker,
         size_pips=pl.when((bot > 0) & (broker > 0)).then(pl.col("level_pips")),
@@ -85,28 +85,36 @@ def _level_divergence(frame: pl.DataFrame, level: str, kind: str, threshold: str
     )
 
 
-def unknown_positions(positions: pl.DataFrame, expected_all: pl.DataFrame) -> pl.DataFrame:
-    """Broker positions no bot trade explains, past the grace window: manual, another EA, or the bot's own."""
-    bot_magics = (
+def bot_magics(expected_all: pl.DataFrame) -> pl.DataFrame:
+    """login, magic, bot_magic=True for every magic the bot has ever used on the account."""
+    return (
         expected_all.filter(pl.col("magic").is_not_null())
         .select("login", "magic")
         .unique()
         .with_columns(pl.lit(True).alias("bot_magic"))
     )
-    frame = positions.join(bot_magics, on=["login", "magic"], how="left").filter(
-        (pl.col("fetched_at") - pl.col("time")).dt.total_milliseconds() / 1000.0 > pl.col("grace_secs")
-    )
-    cause = (
-        pl.when((pl.col("magic") == 0) | pl.col("reason").is_in(_MANUAL_REASONS))
+
+
+def unknown_cause(magic: pl.Expr) -> pl.Expr:
+    """Manual (magic 0 or a client/mobile/web reason), the bot's own magic, or another EA."""
+    return (
+        pl.when((magic == 0) | pl.col("reason").is_in(_MANUAL_REASONS))
         .then(pl.lit("manual"))
         .when(pl.col("bot_magic").fill_null(False))
         .then(pl.lit("bot_untracked"))
         .otherwise(pl.lit("other_ea"))
+    )
+
+
+def unknown_positions(positions: pl.DataFrame, magics: pl.DataFrame) -> pl.DataFrame:
+    """Broker positions no bot trade explains, past the grace window: manual, another EA, or the bot's own."""
+    frame = positions.join(magics, on=["login", "magic"], how="left").filter(
+        (pl.col("fetched_at") - pl.col("time")).dt.total_milliseconds() / 1000.0 > pl.col("grace_secs")
     )
     return dv.rows(
         frame,
         kind=dv.UNKNOWN_POSITION,
         identity=pl.concat_str([pl.lit("pos"), pl.col("identifier").cast(pl.String)]),
         actual=pl.col("volume"),
-        cause=cause,
+        cause=unknown_cause(pl.col("magic")),
     )

@@ -1,8 +1,9 @@
 """Divergence rows: one schema for every kind, with a deterministic break id.
 
 Sizes are signed where a sign means something: slippage > 0 is adverse (paid more on a buy,
-received less on a sell), < 0 favourable. Money is in the symbol's profit currency when that is
-the account currency, otherwise null (no silent FX guess).
+received less on a sell), < 0 favourable. Money is in the ACCOUNT's currency: from the terminal's
+own tick value (SymbolInfo.trade_tick_value is quoted in the deposit currency), else from the
+contract size when the profit currency is the account's; otherwise null (no silent FX guess).
 """
 
 from __future__ import annotations
@@ -12,7 +13,23 @@ import polars as pl
 from mt5recon import frames
 from mt5recon.store import tables
 
-SCHEMA = pl.Schema({k: v for k, v in tables.DIVERGENCES.items() if k != "cycle_id"})
+# one row per divergence found this cycle; the break lifecycle turns them into breaks and events
+_COLUMNS = (
+    "break_id",
+    "login",
+    "kind",
+    "trade_id",
+    "ticket",
+    "identifier",
+    "symbol",
+    "stage",
+    "expected",
+    "actual",
+    "size_pips",
+    "size_money",
+    "cause",
+)
+SCHEMA = pl.Schema({**{c: tables.BREAKS[c] for c in _COLUMNS}, "detected_at": frames.UTC_US})
 
 SLIPPAGE = "slippage"
 VOLUME_MISMATCH = "volume_mismatch"
@@ -20,6 +37,20 @@ SL_MISMATCH = "sl_mismatch"
 TP_MISMATCH = "tp_mismatch"
 UNKNOWN_POSITION = "unknown_position"
 MISSING_POSITION = "missing_position"
+SNAPSHOT_FAILED = "snapshot_failed"
+SNAPSHOT_STALE = "snapshot_stale"
+KINDS = (
+    SLIPPAGE,
+    VOLUME_MISMATCH,
+    SL_MISMATCH,
+    TP_MISMATCH,
+    UNKNOWN_POSITION,
+    MISSING_POSITION,
+    SNAPSHOT_FAILED,
+    SNAPSHOT_STALE,
+)
+# kinds that accuse (a position the broker or the bot should not have): confirmed before they open
+CONFIRMED_KINDS = (UNKNOWN_POSITION, MISSING_POSITION)
 
 
 def rows(
@@ -57,11 +88,35 @@ def rows(
     )
 
 
+SIZE_DECIMALS = 6
+
+
+def beyond(size: pl.Expr, threshold: pl.Expr) -> pl.Expr:
+    """|size| strictly over the threshold, compared at 1e-6 of the unit: a difference of exactly the
+    threshold (4.9999999999 pips after float subtraction) gets one verdict on every side and symbol."""
+    return size.abs().round(SIZE_DECIMALS) > threshold
+
+
+def slippage_cause(slip_pips: pl.Expr) -> pl.Expr:
+    return pl.when(slip_pips > 0).then(pl.lit("adverse")).otherwise(pl.lit("favourable"))
+
+
 def empty() -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMA)
 
 
-def money(pips: pl.Expr) -> pl.Expr:
-    """pips x pip x lots x contract size, when the profit currency is the account's."""
-    value = pips * pl.col("pip") * pl.col("volume_pos") * pl.col("contract_size")
-    return pl.when(pl.col("currency_profit") == pl.col("currency")).then(value).otherwise(None)
+def money_per_pip_lot() -> pl.Expr:
+    """Account-currency value of one pip on one lot."""
+    tick_value, tick_size = pl.col("tick_value"), pl.col("tick_size")
+    return (
+        pl.when((tick_value > 0) & (tick_size > 0))
+        .then(pl.col("pip") / tick_size * tick_value)
+        .when(pl.col("currency_profit") == pl.col("currency"))
+        .then(pl.col("pip") * pl.col("contract_size"))
+        .otherwise(None)
+    )
+
+
+def money(pips: pl.Expr, lots: pl.Expr | None = None) -> pl.Expr:
+    """pips x lots in the account's currency (lots default to the broker's filled volume)."""
+    return pips * money_per_pip_lot() * (lots if lots is not None else pl.col("volume_pos"))

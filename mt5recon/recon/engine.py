@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import polars as pl
 
-from mt5recon.recon import classify, matching, netting
+from mt5recon.recon import classify, entry_deals, matching, netting, snapshots
 from mt5recon.recon import divergences as dv
 from mt5recon.recon.causes import missing_causes, reason_text
 from mt5recon.recon.inputs import NETTING_MODES, WorkingFrames, working_frames
 from mt5recon.recon.instruments import normalized_symbol
 from mt5recon.store import tables
-from mt5recon.tolerances import Tolerances
+from mt5recon.tolerances import BreakPolicy, Tolerances
 
 MATCH_SCHEMA = pl.Schema({k: v for k, v in tables.MATCHES.items() if k != "cycle_id"})
 
@@ -24,6 +25,9 @@ class ReconResult:
     divergences: pl.DataFrame
     # login, positions, expected_open, matched, divergences (reconcilable accounts only)
     account_stats: pl.DataFrame
+    # login, reconciled, deals_ok for every fetched account: the break lifecycle never counts a
+    # failed or stale snapshot as an observation
+    observed: pl.DataFrame
 
 
 def _verifiable(missing: pl.DataFrame, unverifiable: pl.DataFrame) -> pl.DataFrame:
@@ -35,14 +39,23 @@ def _verifiable(missing: pl.DataFrame, unverifiable: pl.DataFrame) -> pl.DataFra
     return kept.join(by_id, on=["login", "position_id"], how="anti") if "position_id" in kept.columns else kept
 
 
+def _closing(positions: pl.DataFrame, recently_closed: pl.DataFrame) -> pl.DataFrame:
+    """Positions that a bot trade closed moments ago still explains (its close may be in flight)."""
+    if recently_closed.height == 0 or positions.height == 0:
+        return positions.clear()
+    pairs = matching.match_hedging(recently_closed, positions)
+    return positions.join(pairs.select("login", "ticket"), on=["login", "ticket"], how="semi")
+
+
 def _hedging(
     expected: pl.DataFrame,
     positions: pl.DataFrame,
     deals: pl.DataFrame,
     deals_ok: pl.DataFrame,
-    expected_all: pl.DataFrame,
-    unverifiable: pl.DataFrame,
+    magics: pl.DataFrame,
+    work: WorkingFrames,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    unverifiable = work.unverifiable
     pairs = matching.match_hedging(expected, positions)
     side_by_side = classify.paired(expected, positions, pairs)
     matches = side_by_side.select(
@@ -56,6 +69,11 @@ def _hedging(
         (pl.col("volume_pos") / pl.col("volume")).alias("volume_ratio"),
     )
     leftover_positions = positions.join(pairs.select("login", "ticket"), on=["login", "ticket"], how="anti")
+    leftover_positions = leftover_positions.join(
+        _closing(leftover_positions, work.recently_closed.filter(~pl.col("margin_mode").is_in(NETTING_MODES))),
+        on=["login", "ticket"],
+        how="anti",
+    )
     leftover_expected = _verifiable(
         expected.join(pairs.select("login", "trade_id"), on=["login", "trade_id"], how="anti").filter(
             (pl.col("fetched_at") - pl.col("opened_at")).dt.total_milliseconds() / 1000.0 > pl.col("grace_secs")
@@ -65,7 +83,7 @@ def _hedging(
     missing = missing_causes(leftover_expected, deals, deals_ok)
     found = [
         classify.matched_divergences(side_by_side),
-        classify.unknown_positions(leftover_positions, expected_all),
+        classify.unknown_positions(leftover_positions, magics),
         dv.rows(
             missing,
             kind=dv.MISSING_POSITION,
@@ -118,8 +136,15 @@ def reconcile(
     tolerances: Tolerances,
     symbol_map: Mapping[str, str] | None = None,
     quarantine: pl.DataFrame | None = None,
+    as_of: datetime | None = None,
+    policy: BreakPolicy | None = None,
 ) -> ReconResult:
-    """Match and classify every reconcilable account (a failed snapshot is never read as flat)."""
+    """Match and classify every account whose snapshot is complete and fresh at `as_of`.
+
+    A failed or stale snapshot is reported as such and never read as a flat account.
+    """
+    policy = policy or BreakPolicy()
+    stale = snapshots.stale_accounts(accounts, as_of=as_of, stale_after_secs=policy.stale_after_secs)
     work = working_frames(
         accounts=accounts,
         positions=positions,
@@ -129,31 +154,51 @@ def reconcile(
         tolerances=tolerances,
         symbol_map=symbol_map,
         quarantine=quarantine,
+        stale=stale,
     )
     deals_ok = work.reconcilable.select("login", "deals_ok")
+    magics = classify.bot_magics(expected_trades)
     is_netting = pl.col("margin_mode").is_in(NETTING_MODES)
     hedge_matches, hedge_div = _hedging(
-        work.expected.filter(~is_netting),
-        work.positions.filter(~is_netting),
-        work.deals,
-        deals_ok,
-        expected_trades,
-        work.unverifiable,
+        work.expected.filter(~is_netting), work.positions.filter(~is_netting), work.deals, deals_ok, magics, work
     )
+    net_expected = work.expected.filter(is_netting)
+    tagged = entry_deals.tagged_entries(net_expected, work.deals, work.reconcilable)
     net_matches, net_div, one_sided = netting.reconcile_netting(
-        work.expected.filter(is_netting), work.positions.filter(is_netting)
+        net_expected, work.positions.filter(is_netting), work.recently_closed.filter(is_netting), tagged
     )
-    net_missing, net_unknown = netting.one_sided_divergences(one_sided)
+    net_missing, net_unknown = netting.one_sided_divergences(one_sided, magics)
     net_missing = _verifiable(net_missing, work.unverifiable)
-    net_slippage = netting.entry_slippage(work.expected.filter(is_netting), work.deals, work.reconcilable)
     matches = pl.concat([hedge_matches, net_matches.cast(dict(MATCH_SCHEMA))], how="vertical")  # type: ignore[arg-type]
     found = pl.concat(
-        [hedge_div, net_div, net_slippage, net_unknown, _netting_missing(net_missing, work.deals, deals_ok)],
+        [
+            hedge_div,
+            net_div,
+            entry_deals.entry_slippage(tagged),
+            net_unknown,
+            _netting_missing(net_missing, work.deals, deals_ok),
+            snapshots.snapshot_divergences(accounts, stale),
+        ],
         how="vertical",
     )
     found = found.sort("login", "kind", "break_id")
     return ReconResult(
-        matches=matches.sort("login", "trade_id"), divergences=found, account_stats=_stats(work, matches, found)
+        matches=matches.sort("login", "trade_id"),
+        divergences=found,
+        account_stats=_stats(work, matches, found),
+        observed=_observed(accounts, work.reconcilable),
+    )
+
+
+def _observed(accounts: pl.DataFrame, reconcilable: pl.DataFrame) -> pl.DataFrame:
+    """login, reconciled, deals_ok for every account fetched this cycle."""
+    flags = reconcilable.select("login", pl.lit(True).alias("reconciled"))
+    return (
+        accounts.select("login", pl.col("deals_ok").fill_null(False))
+        .unique("login", keep="first", maintain_order=True)
+        .join(flags, on="login", how="left")
+        .with_columns(pl.col("reconciled").fill_null(False))
+        .select("login", "reconciled", "deals_ok")
     )
 
 

@@ -12,6 +12,8 @@ from mt5recon.recon.instruments import normalized_symbol, pip_size
 from mt5recon.tolerances import Tolerances
 
 NETTING_MODES = [0, 1]  # ACCOUNT_MARGIN_MODE_RETAIL_NETTING, ACCOUNT_MARGIN_MODE_EXCHANGE
+# per-instrument columns every working row carries (from the symbol spec and the tolerances)
+SPEC_COLUMNS = ("pip", "contract_size", "currency_profit", "tick_value", "tick_size")
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class WorkingFrames:
     deals: pl.DataFrame
     reconcilable: pl.DataFrame  # login, fetched_at, margin_mode, currency, deals_ok
     unverifiable: pl.DataFrame  # login, identifier, norm_symbol of position rows quarantined this cycle
+    recently_closed: pl.DataFrame  # bot trades closed within their grace window: the close may be in flight
 
 
 def quarantined_positions(quarantine: pl.DataFrame | None, symbol_map: Mapping[str, str]) -> pl.DataFrame:
@@ -37,11 +40,13 @@ def quarantined_positions(quarantine: pl.DataFrame | None, symbol_map: Mapping[s
     ).cast(schema)  # type: ignore[arg-type]
 
 
-def reconcilable_accounts(accounts: pl.DataFrame) -> pl.DataFrame:
-    """Accounts whose account and position calls succeeded: only these can show missing/unknown."""
-    return accounts.filter(pl.col("account_ok") & pl.col("positions_ok")).select(
+def reconcilable_accounts(accounts: pl.DataFrame, stale: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Accounts whose account and position calls succeeded and whose data is fresh: only these can
+    show missing/unknown (a failed or stale snapshot is never read as a flat account)."""
+    ok = accounts.filter(pl.col("account_ok") & pl.col("positions_ok")).select(
         "login", "fetched_at", "margin_mode", "currency", "deals_ok"
     )
+    return ok if stale is None else ok.join(stale.select("login"), on="login", how="anti")
 
 
 def _instrument_specs(symbols: pl.DataFrame, symbol_map: Mapping[str, str]) -> pl.DataFrame:
@@ -56,6 +61,8 @@ def _instrument_specs(symbols: pl.DataFrame, symbol_map: Mapping[str, str]) -> p
             pip_size(pl.col("digits"), pl.col("point")).alias("pip"),
             pl.col("trade_contract_size").alias("contract_size"),
             "currency_profit",
+            pl.col("trade_tick_value").alias("tick_value"),
+            pl.col("trade_tick_size").alias("tick_size"),
         )
     )
 
@@ -75,24 +82,16 @@ def working_frames(
     tolerances: Tolerances,
     symbol_map: Mapping[str, str] | None = None,
     quarantine: pl.DataFrame | None = None,
+    stale: pl.DataFrame | None = None,
 ) -> WorkingFrames:
     symbol_map = symbol_map or {}
-    ok = reconcilable_accounts(accounts)
+    ok = reconcilable_accounts(accounts, stale)
     specs = _instrument_specs(symbols, symbol_map)
-    expected = (
-        expected_trades.join(ok, on="login", how="inner")
-        .filter(
-            (pl.col("opened_at") <= pl.col("fetched_at"))
-            & (pl.col("closed_at").is_null() | (pl.col("closed_at") > pl.col("fetched_at")))
-        )
-        .with_columns(
-            normalized_symbol(pl.col("symbol"), symbol_map).alias("norm_symbol"),
-            pl.when(pl.col("side") == "buy").then(0).otherwise(1).cast(pl.Int32).alias("dir"),
-            pl.col("sl").fill_null(0.0),
-            pl.col("tp").fill_null(0.0),
-        )
-        .join(specs, on=["login", "norm_symbol"], how="left")
-    )
+    trades = expected_trades.join(ok, on="login", how="inner").filter(pl.col("opened_at") <= pl.col("fetched_at"))
+    still_open = pl.col("closed_at").is_null() | (pl.col("closed_at") > pl.col("fetched_at"))
+    expected = _working_trades(trades.filter(still_open), specs, symbol_map)
+    closed = _with_tolerances(_working_trades(trades.filter(~still_open), specs, symbol_map), tolerances)
+    since_close = (pl.col("fetched_at") - pl.col("closed_at")).dt.total_milliseconds() / 1000.0
     open_positions = (
         positions.drop("fetched_at")
         .join(ok, on="login", how="inner")
@@ -108,4 +107,14 @@ def working_frames(
         deals=deals.join(ok.select("login"), on="login", how="semi"),
         reconcilable=ok,
         unverifiable=quarantined_positions(quarantine, symbol_map),
+        recently_closed=closed.filter(since_close <= pl.col("grace_secs")),
     )
+
+
+def _working_trades(trades: pl.DataFrame, specs: pl.DataFrame, symbol_map: Mapping[str, str]) -> pl.DataFrame:
+    return trades.with_columns(
+        normalized_symbol(pl.col("symbol"), symbol_map).alias("norm_symbol"),
+        pl.when(pl.col("side") == "buy").then(0).otherwise(1).cast(pl.Int32).alias("dir"),
+        pl.col("sl").fill_null(0.0),
+        pl.col("tp").fill_null(0.0),
+    ).join(specs, on=["login", "norm_symbol"], how="left")

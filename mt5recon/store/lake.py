@@ -27,7 +27,7 @@ import polars as pl
 from mt5recon.store import extensions, migrations
 from mt5recon.store.cycle_lock import PostgresCycleLocks
 from mt5recon.store.sqltext import identifier, literal, plain_identifier
-from mt5recon.store.tables import CYCLE_ID, STORE_TABLES
+from mt5recon.store.tables import CYCLE_ID, STATE_KEYS, STORE_TABLES
 from mt5recon.store.writer_lock import StoreLockedError, WriterLock
 
 __all__ = [
@@ -123,6 +123,11 @@ class StoreConfig:
         if self.is_postgres:
             return None
         return Path(self.catalog.removeprefix(_SQLITE_PREFIX))
+
+    def exists(self) -> bool:
+        """Whether the lake has been created (a Postgres catalog is assumed to exist)."""
+        sqlite_path = self.sqlite_path
+        return sqlite_path is None or sqlite_path.exists()
 
     @property
     def writer_lock_path(self) -> Path | None:
@@ -266,6 +271,10 @@ def prepare_frames(cycle_id: str, frames: Mapping[str, pl.DataFrame]) -> dict[st
     if problems:
         raise ValueError("; ".join(problems))
     prepared = {table: _conform(table, frame) for table, frame in frames.items()}
+    for table, key in STATE_KEYS.items():
+        frame = prepared.get(table)
+        if frame is not None and (frame[key].null_count() or frame[key].n_unique() != frame.height):
+            raise ValueError(f"frame for state table {table!r} needs a unique, non-null {key!r} per row")
     for table, frame in prepared.items():
         stray = frame.filter(pl.col(_CYCLE_ID_COLUMN).ne_missing(cycle_id)).height
         if stray:
@@ -439,7 +448,11 @@ class Store:
         """
         prepared = prepare_frames(cycle_id, frames)
         started = time.perf_counter()
-        with self._exclusive("cycle\x00" + cycle_id):
+        # DuckLake aborts a transaction that inserts into a table another one deleted from: writers
+        # that replace state rows take turns (one lock for all of them; appends alone run in parallel)
+        writes_state = any(prepared[t].height for t in STATE_KEYS if t in prepared)
+        state_turn = self._exclusive("state-tables") if writes_state else contextlib.nullcontext()
+        with self._exclusive("cycle\x00" + cycle_id), state_turn:
             duplicate, counts = self._commit_prepared(cycle_id, prepared)
         snapshot = None if duplicate else self._last_snapshot()
         return CommitResult(cycle_id, duplicate, counts, snapshot, time.perf_counter() - started)
@@ -456,7 +469,10 @@ class Store:
             _log.debug("cycle %s: transaction begun", cycle_id, extra={"store_phase": "begun"})
             counts = {table: frame.height for table, frame in prepared.items()}
             for table, frame in prepared.items():
-                self._insert(table, frame)
+                if table in STATE_KEYS:
+                    self._replace(table, frame, STATE_KEYS[table])
+                else:
+                    self._insert(table, frame)
             con.execute(
                 f"INSERT INTO {self._table(migrations.LEDGER)} VALUES (?, now(), ?)",  # noqa: S608 - identifiers from our registry, values are parameters
                 [cycle_id, json.dumps(counts, sort_keys=True)],
@@ -488,6 +504,21 @@ class Store:
             table,
             extra={"store_phase": "inserted", "store_table": table},
         )
+
+    def _replace(self, table: str, frame: pl.DataFrame, key: str) -> None:
+        """Current-state rows: drop the stored rows with the keys being written, then append them."""
+        if frame.height == 0:
+            return
+        view = f"_mt5recon_keys_{table}"
+        self.connection.register(view, frame.select(key))
+        try:
+            column = identifier(key)
+            self.connection.execute(
+                f"DELETE FROM {self._table(table)} WHERE {column} IN (SELECT {column} FROM {identifier(view)})"  # noqa: S608 - identifiers from our registry, values are parameters
+            )
+        finally:
+            self.connection.unregister(view)
+        self._insert(table, frame)
 
     def _last_snapshot(self) -> int | None:
         """The snapshot this connection committed last (for time travel: `AT (VERSION => id)`)."""

@@ -67,6 +67,15 @@ def _v1(catalog: str) -> list[str]:
     return statements
 
 
+def _v2(catalog: str) -> list[str]:
+    """Breaks (current state) and break events (audit log) replace the per-cycle divergence rows.
+
+    A store from version 1 keeps its `divergences` table and rows (never dropped); nothing writes
+    to it any more.
+    """
+    return [create_table_sql(catalog, name, STORE_TABLES[name]) for name in ("breaks", "break_events")]
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: its number, what it does, and its DDL for a given lake alias."""
@@ -76,6 +85,9 @@ class Migration:
     statements: Callable[[str], list[str]]
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "store tables, cycle ledger, schema version", _v1),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "store tables, cycle ledger, schema version", _v1),
+    Migration(2, "breaks and break events (divergences kept, no longer written)", _v2),
+)
 
 LATEST = MIGRATIONS[-1].version

@@ -11,7 +11,7 @@ import datetime as dt
 
 import polars as pl
 
-from mt5recon.store.tables import CYCLE_ID, STORE_TABLES
+from mt5recon.store.tables import CYCLE_ID, STATE_KEYS, STORE_TABLES
 
 _EPOCH = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)
 _CYCLE_ID_COLUMN = next(iter(CYCLE_ID))
@@ -22,7 +22,8 @@ TYPICAL_ROWS: dict[str, int] = {
     "account_snapshots": 10,
     "positions": 300,
     "matches": 290,
-    "divergences": 12,
+    "breaks": 12,
+    "break_events": 3,
     "quarantine": 2,
 }
 
@@ -47,11 +48,21 @@ def _column(name: str, dtype: pl.DataType, position: int) -> pl.Expr:
     return nullable.cast(dtype).alias(name)
 
 
+def _key(name: str) -> pl.Expr:
+    """A state table's key: unique and never null (the same keys every cycle, as real breaks recur)."""
+    return pl.format("{}-{}", pl.lit(name), pl.int_range(pl.len(), dtype=pl.Int64)).alias(name)
+
+
 def sample_frame(table: str, rows: int, cycle_id: str) -> pl.DataFrame:
     """`rows` synthetic rows for `table`, all carrying `cycle_id`."""
     schema = STORE_TABLES[table]
+    key = STATE_KEYS.get(table)
     exprs = [
-        pl.lit(cycle_id, dtype=dtype).alias(name) if name == _CYCLE_ID_COLUMN else _column(name, dtype, position)
+        pl.lit(cycle_id, dtype=dtype).alias(name)
+        if name == _CYCLE_ID_COLUMN
+        else _key(name)
+        if name == key
+        else _column(name, dtype, position)
         for position, (name, dtype) in enumerate(schema.items())
     ]
     return pl.select(pl.repeat(0, rows).alias("_row")).select(exprs)

@@ -48,12 +48,16 @@ MATCHES = pl.Schema(
     }
 )
 
-DIVERGENCES = pl.Schema(
+# one row per break (a divergence with identity), rewritten whenever the cycle `cycle_id` touched it
+BREAKS = pl.Schema(
     {
         **CYCLE_ID,
-        "break_id": pl.String(),
+        "break_id": pl.String(),  # login:kind:identity (trade id, pos<identifier>, sym<instrument>, snapshot)
         "login": pl.Int64(),
         "kind": pl.String(),
+        # pending (seen, awaiting confirmation) | open | resolved | dismissed (cleared before confirmation)
+        "status": pl.String(),
+        "cause": pl.String(),
         "trade_id": pl.String(),
         "ticket": pl.Int64(),
         "identifier": pl.Int64(),
@@ -63,8 +67,43 @@ DIVERGENCES = pl.Schema(
         "actual": pl.Float64(),
         "size_pips": pl.Float64(),
         "size_money": pl.Float64(),
+        "worst_size_pips": pl.Float64(),
+        "worst_size_money": pl.Float64(),
+        "first_seen_at": frames.UTC_US,
+        "opened_at": frames.UTC_US,
+        "last_seen_at": frames.UTC_US,
+        "resolved_at": frames.UTC_US,
+        "updated_at": frames.UTC_US,
+        "age_secs": pl.Float64(),
+        "observations": pl.Int64(),
+        "occurrences": pl.Int64(),
+        "episodes": pl.Int64(),
+    }
+)
+
+# append-only audit log: one row per lifecycle transition
+BREAK_EVENTS = pl.Schema(
+    {
+        **CYCLE_ID,
+        "event_id": pl.String(),
+        "break_id": pl.String(),
+        "login": pl.Int64(),
+        "kind": pl.String(),
+        # observed | opened | updated | resolved | dismissed | reopened
+        "event": pl.String(),
+        "event_at": frames.UTC_US,
+        "status": pl.String(),
+        "previous_status": pl.String(),
         "cause": pl.String(),
-        "detected_at": frames.UTC_US,
+        "previous_cause": pl.String(),
+        "symbol": pl.String(),
+        "trade_id": pl.String(),
+        "expected": pl.Float64(),
+        "actual": pl.Float64(),
+        "size_pips": pl.Float64(),
+        "size_money": pl.Float64(),
+        "occurrences": pl.Int64(),
+        "age_secs": pl.Float64(),
     }
 )
 
@@ -85,6 +124,9 @@ STORE_TABLES: dict[str, pl.Schema] = {
     "account_snapshots": ACCOUNT_SNAPSHOTS,
     "positions": POSITIONS,
     "matches": MATCHES,
-    "divergences": DIVERGENCES,
+    "breaks": BREAKS,
+    "break_events": BREAK_EVENTS,
     "quarantine": QUARANTINE,
 }
+# tables that hold current state: a commit replaces the rows whose key it writes (the rest append)
+STATE_KEYS: dict[str, str] = {"breaks": "break_id"}
