@@ -140,11 +140,11 @@ def reconcile_row_by_row(
 ) -> ReferenceResult:
     """Greedy first-fit matching in input order, then the per-pair and leftover verdicts."""
     claimed = [False] * len(positions)
-    # positions of one login, symbol and direction, in input order: scanning only these finds the
-    # same first fit as scanning every position, without making the baseline quadratic in the fleet
-    buckets: dict[tuple[int, str, int], list[int]] = {}
+    # the original service reconciled one user at a time: each trade scans that account's positions
+    # in order, testing symbol, direction, volume and price (no index by symbol: that is the baseline)
+    by_login: dict[int, list[int]] = {}
     for index, position in enumerate(positions):
-        buckets.setdefault((position["login"], position["symbol"], position["type"]), []).append(index)
+        by_login.setdefault(position["login"], []).append(index)
     pairs: list[tuple[int, str, int]] = []
     divergences: list[tuple[int, str, str, str | None]] = []
     for trade in expected:
@@ -152,10 +152,12 @@ def reconcile_row_by_row(
         if pip is None:  # no symbol spec: nothing can be compared in pips
             divergences.append((trade["login"], "missing_position", trade["trade_id"], None))
             continue
-        for index in buckets.get((trade["login"], trade["symbol"], trade["dir"]), []):
+        for index in by_login.get(trade["login"], []):
             position = positions[index]
             if (
                 claimed[index]
+                or position["symbol"] != trade["symbol"]
+                or position["type"] != trade["dir"]
                 or abs(position["volume"] - trade["volume"]) / trade["volume"] * 100 > match_volume_pct
                 or abs(position["price_open"] - trade["price"]) / pip > match_price_pips
             ):

@@ -16,7 +16,7 @@ from builders import EARLIER, frame, symbols_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mt5recon.recon import one_to_one
+from mt5recon.recon import one_to_one, tags
 from mt5recon.recon.engine import ReconResult, reconcile
 from mt5recon.tolerances import Tolerances
 
@@ -446,3 +446,30 @@ def test_a_difference_exactly_at_the_threshold_is_within_tolerance(kind: str, de
     flagged = sorted(name for name, hit in verdicts.items() if hit)
     assert verdicts, description
     assert not flagged, f"{description}: flagged {flagged}"
+
+
+_ids = st.text(alphabet="ab-0123", min_size=1, max_size=12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 2), st.sampled_from([7, 8]), _ids), max_size=10, unique_by=lambda t: t[2]),
+    st.lists(st.tuples(st.integers(1, 2), st.sampled_from([7, 8]), st.text(alphabet="ab-0123 ", max_size=16))),
+)
+def test_tag_pairs_equal_the_pairwise_tag_test(
+    trades: list[tuple[int, int, str]], comments: list[tuple[int, int, str]]
+) -> None:
+    """The equality-join search finds exactly the pairs that testing every same-magic pair finds."""
+    ids = pl.DataFrame(trades, schema={"login": pl.Int64, "magic": pl.Int64, "trade_id": pl.String}, orient="row")
+    texts = pl.DataFrame(
+        [(login, magic, comment, n) for n, (login, magic, comment) in enumerate(comments)],
+        schema={"login": pl.Int64, "magic": pl.Int64, "comment": pl.String, "ticket": pl.Int64},
+        orient="row",
+    )
+    brute = (
+        ids.join(texts, on=["login", "magic"])
+        .filter(tags.carries_tag(pl.col("comment"), pl.col("trade_id")))
+        .select("login", "trade_id", "ticket")
+    )
+    found = tags.tag_pairs(ids, texts, "ticket")
+    assert sorted(found.iter_rows()) == sorted(brute.iter_rows())

@@ -401,6 +401,59 @@ SCENARIOS = [
         margin_mode=0,
     ),
     Scenario(
+        "missing: closed for another reason (a split, reason 9)",
+        [],
+        [{"trade_id": "t1", "position_id": 91}],
+        {("missing_position", "closed_other")},
+        deals=[{"ticket": 2, "entry": 1, "type": 1, "position_id": 91, "reason": 9}],
+    ),
+    Scenario(
+        "netting: broker flat, the bot's own EA closed it",
+        [],
+        [{"trade_id": "n1"}],
+        {("missing_position", "closed_by_bot")},
+        margin_mode=0,
+        deals=[{"ticket": 2, "entry": 1, "type": 1, "position_id": 50, "reason": 3, "magic": 777}],
+    ),
+    Scenario(
+        "netting: broker flat, another EA closed it",
+        [],
+        [{"trade_id": "n1"}],
+        {("missing_position", "closed_by_other_ea")},
+        margin_mode=0,
+        deals=[{"ticket": 2, "entry": 1, "type": 1, "position_id": 50, "reason": 3, "magic": 4242}],
+    ),
+    Scenario(
+        "netting: broker flat while the deals call failed",
+        [],
+        [{"trade_id": "n1"}],
+        {("missing_position", "unknown_deals_unavailable"), ("snapshot_failed", "history_deals_get")},
+        margin_mode=0,
+        account={"deals_ok": False},
+    ),
+    Scenario(
+        "netting: SL drifted on the netted position",
+        [{"ticket": 10, "volume": 0.1, "sl": 1.0930, **BOT}],
+        [{"trade_id": "n1", "sl": 1.0950}],
+        {("sl_mismatch", "drift")},
+        margin_mode=0,
+    ),
+    Scenario(
+        "netting: a TP at the broker the bot never set",
+        [{"ticket": 10, "volume": 0.1, "tp": 1.1100, **BOT}],
+        [{"trade_id": "n1"}],
+        {("tp_mismatch", "unexpected_at_broker")},
+        margin_mode=0,
+    ),
+    Scenario(
+        "netting: a stale snapshot is reported and not reconciled",
+        [],
+        [{"trade_id": "n1"}],
+        {("snapshot_stale", "data_age_exceeded")},
+        margin_mode=0,
+        as_of_secs=120,
+    ),
+    Scenario(
         "netting: a failed positions call is reported, never read as flat",
         [],
         [{"trade_id": "n1"}],
@@ -506,3 +559,18 @@ def test_slippage_money_converted_to_the_account_currency(
     row = result.divergences.filter(pl.col("kind") == "slippage").row(0, named=True)
     assert row["size_pips"] == pytest.approx(10.0), description
     assert row["size_money"] == (pytest.approx(money) if money is not None else None), description
+
+
+def test_the_scenario_table_covers_every_kind_on_both_account_modes_and_every_cause() -> None:
+    from mt5recon.recon import divergences as dv
+
+    seen: dict[str, set[str]] = {}
+    modes: dict[str, set[str]] = {}
+    for case in SCENARIOS:
+        mode = "netting" if case.margin_mode in (0, 1) else "hedging"
+        for kind, cause in case.divergences:
+            seen.setdefault(kind, set()).update((cause or "").split(","))
+            modes.setdefault(kind, set()).add(mode)
+    for kind, causes in dv.CAUSES.items():
+        assert modes.get(kind) == {"hedging", "netting"}, f"{kind} is not covered on both modes: {modes.get(kind)}"
+        assert set(causes) <= seen[kind], f"{kind}: causes never exercised {set(causes) - seen[kind]}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from mt5recon.recon import matching
+from mt5recon.recon import tags
 
 _EXIT_ENTRIES = [1, 3]  # DEAL_ENTRY_OUT, DEAL_ENTRY_OUT_BY
 _ENTRY_IN = 0
@@ -38,13 +38,10 @@ def missing_causes(missing: pl.DataFrame, deals: pl.DataFrame, deals_ok: pl.Data
     """
     trades = deals.filter(pl.col("type").is_in(_TRADE_TYPES))
     entries = trades.filter(pl.col("entry") == _ENTRY_IN)
+    entry_rows = entries.select("login", "magic", "comment", "ticket", pl.col("position_id").alias("tag_position"))
     tagged = (
-        missing.select("login", "trade_id", "magic")
-        .join(
-            entries.select("login", "magic", "comment", pl.col("position_id").alias("tag_position")),
-            on=["login", "magic"],
-        )
-        .filter(matching.carries_tag(pl.col("comment"), pl.col("trade_id")))
+        tags.tag_pairs(missing, entry_rows, "ticket")
+        .join(entry_rows.select("login", "ticket", "tag_position"), on=["login", "ticket"], how="inner")
         .group_by("login", "trade_id")
         .agg(pl.col("tag_position").min())
     )

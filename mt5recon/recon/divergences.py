@@ -49,6 +49,28 @@ KINDS = (
     SNAPSHOT_FAILED,
     SNAPSHOT_STALE,
 )
+# every cause each kind can carry (snapshot_failed: a comma-joined list of these MT5 functions)
+CAUSES: dict[str, tuple[str, ...]] = {
+    SLIPPAGE: ("adverse", "favourable"),
+    VOLUME_MISMATCH: ("partial_fill", "over_fill", "opposite_side"),
+    SL_MISMATCH: ("drift", "missing_at_broker", "unexpected_at_broker"),
+    TP_MISMATCH: ("drift", "missing_at_broker", "unexpected_at_broker"),
+    UNKNOWN_POSITION: ("manual", "other_ea", "bot_untracked"),
+    MISSING_POSITION: (
+        "closed_by_sl",
+        "closed_by_tp",
+        "stop_out",
+        "closed_manually",
+        "closed_by_bot",
+        "closed_by_other_ea",
+        "closed_other",
+        "never_filled",
+        "unknown",
+        "unknown_deals_unavailable",
+    ),
+    SNAPSHOT_FAILED: ("account_info", "positions_get", "orders_get", "history_deals_get"),
+    SNAPSHOT_STALE: ("data_age_exceeded",),
+}
 # kinds that accuse (a position the broker or the bot should not have): confirmed before they open
 CONFIRMED_KINDS = (UNKNOWN_POSITION, MISSING_POSITION)
 

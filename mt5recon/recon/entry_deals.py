@@ -9,7 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from mt5recon.recon import divergences as dv
-from mt5recon.recon import matching
+from mt5recon.recon import tags
 
 _SIGN = pl.when(pl.col("dir") == 0).then(1.0).otherwise(-1.0)
 ENTRY_DEAL_STAGE = "entry_deal"  # evidence comes from deals: no verdict when the deals call failed
@@ -23,19 +23,22 @@ def tagged_entries(expected: pl.DataFrame, deals: pl.DataFrame, accounts: pl.Dat
         "login",
         "magic",
         "comment",
+        "ticket",
         pl.col("price").alias("price_open"),
         pl.col("volume").alias("volume_deal"),
         pl.col("position_id").alias("identifier"),
         pl.col("symbol").alias("symbol_deal"),
         "time_msc",
     )
+    trades = expected.filter(pl.col("magic").is_not_null())
+    pairs = tags.tag_pairs(trades, entries, "ticket")
     return (
-        expected.filter(pl.col("magic").is_not_null())
-        .join(entries, on=["login", "magic"], how="inner")
-        .filter(matching.carries_tag(pl.col("comment"), pl.col("trade_id")))
-        .sort("time_msc", "identifier")
+        trades.join(pairs, on=["login", "trade_id"], how="inner")
+        .join(entries.drop("magic"), on=["login", "ticket"], how="inner")
+        .sort("time_msc", "ticket")
         .group_by("login", "trade_id", maintain_order=True)
         .first()
+        .drop("ticket")
         .join(accounts.select("login", "currency"), on="login", how="left")
     )
 

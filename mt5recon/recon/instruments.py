@@ -14,8 +14,14 @@ _NAMED_SUFFIX = r"^([A-Z]{6})(PRO|ECN|RAW|MICRO|MINI|STD)$"  # EURUSDPRO
 def normalized_symbol(column: pl.Expr, symbol_map: Mapping[str, str] | None = None) -> pl.Expr:
     """Map broker spellings (`#EURUSD`, `EURUSD.m`, `EURUSDpro`) to one instrument name.
 
-    An explicit `symbol_map` entry (broker symbol -> instrument) wins over the default rules.
+    An explicit `symbol_map` entry (broker symbol -> instrument) wins over the default rules. The
+    rules run once per distinct name (a fleet has a few dozen), not once per row.
     """
+    names = column.unique(maintain_order=True).drop_nulls()
+    return column.replace_strict(names, _normalized(names, symbol_map), default=None, return_dtype=pl.String)
+
+
+def _normalized(column: pl.Expr, symbol_map: Mapping[str, str] | None) -> pl.Expr:
     cleaned = (
         column.str.strip_chars()
         .str.strip_chars_start("#.")

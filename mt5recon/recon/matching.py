@@ -7,19 +7,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from mt5recon.recon import one_to_one
+from mt5recon.recon import one_to_one, tags
 
-MIN_TAG_CHARS = 6  # a comment shorter than this is too weak to identify a trade
 PAIR_COLUMNS = ["login", "trade_id", "ticket", "stage", "score"]
-
-
-def carries_tag(comment: pl.Expr, trade_id: pl.Expr) -> pl.Expr:
-    """A broker comment names the bot's trade: it contains the trade id, or is the id cut short
-    (brokers truncate to ~31 chars), and is long enough to mean something."""
-    text = comment.str.strip_chars()
-    return (text.str.len_chars() >= MIN_TAG_CHARS) & (
-        trade_id.str.starts_with(text) | text.str.contains(trade_id, literal=True)
-    )
 
 
 def _unmatched(
@@ -43,20 +33,16 @@ def by_identity(expected: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame
 
 
 def by_tag(expected: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame:
-    """Same magic and the bot's trade id in the comment, tolerating truncation (~31 chars)."""
-    comment = pl.col("comment").str.strip_chars()
-    candidates = (
-        expected.filter(pl.col("magic").is_not_null() & pl.col("position_id").is_null())
-        .select("login", "trade_id", "magic")
-        .join(positions.select("login", "ticket", "magic", "comment"), on=["login", "magic"], how="inner")
-        .filter(carries_tag(pl.col("comment"), pl.col("trade_id")))
-    )
-    scored = candidates.select(
+    """Same magic and the bot's trade id in the comment, tolerating truncation (~31 chars);
+    the longest matching comment scores best."""
+    trades = expected.filter(pl.col("magic").is_not_null() & pl.col("position_id").is_null())
+    pairs = tags.tag_pairs(trades, positions, "ticket")
+    scored = pairs.join(positions.select("login", "ticket", "comment"), on=["login", "ticket"], how="inner").select(
         "login",
         "trade_id",
         "ticket",
         pl.lit("tag").alias("stage"),
-        (-comment.str.len_chars().cast(pl.Float64)).alias("score"),
+        (-pl.col("comment").str.strip_chars().str.len_chars().cast(pl.Float64)).alias("score"),
     )
     return one_to_one.assign(scored)
 

@@ -16,6 +16,10 @@ RIGHT = "ticket"
 
 def assign(candidates: pl.DataFrame, score: str = "score") -> pl.DataFrame:
     """Return a subset of `candidates` (columns login, trade_id, ticket, score, ...) with no key used twice."""
+    if candidates.height == 0:
+        return candidates
+    if candidates.select(["login", LEFT]).is_unique().all() and candidates.select(["login", RIGHT]).is_unique().all():
+        return candidates.sort([score, RIGHT, LEFT])  # already one-to-one (the usual identity stage)
     chosen: list[pl.DataFrame] = []
     remaining = candidates.sort([score, RIGHT, LEFT])
     while remaining.height:
