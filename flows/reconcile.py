@@ -14,9 +14,9 @@ from mt5recon import pipeline
 from mt5recon.fleet import load_fleet
 from mt5recon.settings import Settings
 from mt5recon.terminal.factory import open_terminal
-from tasks.io import commit_cycle, fetch_snapshots, load_break_state, load_expected_trades
+from tasks.io import commit_cycle, fetch_snapshots, load_expected_trades, load_state
 from tasks.report import publish_cycle_report
-from tasks.transform import advance_breaks, reconcile, validate
+from tasks.transform import advance_state, reconcile, validate
 
 # one-off validation set-up runs while the process waits for its scheduled start, not inside the cycle
 schemas.warm_up()
@@ -43,8 +43,8 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any]:
     snapshot, fetch_ms = fetch_snapshots(fleet, started_at, open_terminal, expected_raw, settings.fetch_concurrency)
     validated = validate(snapshot, expected_raw, started_at)
     result, reconcile_ms = reconcile(validated, fleet, datetime.now(UTC))
-    state = load_break_state(store, *pipeline.break_state_keys(fleet, result))
-    breaks = advance_breaks(state, result, fleet, scheduled_at)
+    stored = load_state(store, *pipeline.break_state_keys(fleet, result))
+    state = advance_state(stored, validated, result, fleet, scheduled_at)
     tables = pipeline.cycle_tables(
         cycle_id=cycle_id,
         started_at=started_at,
@@ -52,12 +52,12 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any]:
         snapshot=snapshot,
         validated=validated,
         result=result,
-        breaks=breaks,
+        state=state,
         fetch_ms=fetch_ms,
         reconcile_ms=reconcile_ms,
     )
-    committed = commit_cycle(store, cycle_id, tables)
+    committed = commit_cycle(store, cycle_id, tables, pipeline.state_deletes(state))
     summary = {"cycle_id": cycle_id, "duplicate": committed.duplicate, **pipeline.summarize(tables)}
-    publish_cycle_report(summary, breaks.events)
+    publish_cycle_report(summary, state.breaks.events)
     get_run_logger().info("cycle %s: %s", cycle_id, summary)
     return summary

@@ -13,12 +13,14 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from mt5recon import frames
+from mt5recon import frames, history
 from mt5recon.fleet import AccountConfig, FleetConfig
 from mt5recon.recon import lifecycle
 from mt5recon.recon.engine import ReconResult, reconcile
+from mt5recon.recon.inputs import quarantined_positions
 from mt5recon.snapshot import Snapshot
 from mt5recon.store import tables
+from mt5recon.store.stored_state import StoredState
 from mt5recon.terminal.api import MT5Api
 from mt5recon.terminal.connector import FetchRequest, failed_account, fetch_account
 from mt5recon.terminal.factory import session_turn
@@ -167,11 +169,46 @@ def break_state_keys(fleet: FleetConfig, result: ReconResult) -> tuple[list[int]
     return [a.login for a in fleet.accounts], result.divergences["break_id"].unique().sort().to_list()
 
 
+@dataclass(frozen=True)
+class CycleState:
+    """What the cycle changes: break transitions, position and bot-trade histories."""
+
+    breaks: lifecycle.BreakUpdate
+    positions: history.ChangeSet
+    trades: history.ChangeSet
+
+
 def advance_breaks(
     state: pl.DataFrame, result: ReconResult, fleet: FleetConfig, *, at: datetime
 ) -> lifecycle.BreakUpdate:
     """Turn this cycle's divergences into break transitions at the cycle's time `at`."""
     return lifecycle.advance(state, result.divergences, observed=result.observed, at=at, policy=fleet.breaks)
+
+
+def advance_state(
+    stored: StoredState, validated: ValidatedCycle, result: ReconResult, fleet: FleetConfig, *, at: datetime
+) -> CycleState:
+    """Everything stateful a cycle does, from the stored state and this cycle's results (pure)."""
+    reconciled = result.observed.filter(pl.col("reconciled")).select("login")
+    return CycleState(
+        breaks=advance_breaks(stored.breaks, result, fleet, at=at),
+        positions=history.track_positions(
+            stored.positions,
+            validated.frames["positions"],
+            result.matches,
+            reconciled=reconciled,
+            quarantined=quarantined_positions(validated.quarantine, fleet.symbol_map).select("login", "identifier"),
+            at=at,
+        ),
+        trades=history.track_trades(
+            stored.trades, validated.frames["expected_trades"], quarantine=validated.quarantine, at=at
+        ),
+    )
+
+
+def state_deletes(state: CycleState) -> dict[str, pl.DataFrame]:
+    """Rows the cycle removes from current-state tables (closed positions, removed bot trades)."""
+    return {"current_positions": state.positions.deletes, "current_expected_trades": state.trades.deletes}
 
 
 def _with_cycle(cycle_id: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -186,7 +223,7 @@ def cycle_tables(
     snapshot: Snapshot,
     validated: ValidatedCycle,
     result: ReconResult,
-    breaks: lifecycle.BreakUpdate,
+    state: CycleState,
     fetch_ms: float,
     reconcile_ms: float,
 ) -> dict[str, pl.DataFrame]:
@@ -216,10 +253,12 @@ def cycle_tables(
     return {
         "cycles": _with_cycle(cycle_id, cycles).select(list(tables.CYCLES)).cast(dict(tables.CYCLES)),  # type: ignore[arg-type]
         "account_snapshots": _with_cycle(cycle_id, validated.frames["accounts"]),
-        "positions": _with_cycle(cycle_id, validated.frames["positions"]),
-        "matches": _with_cycle(cycle_id, result.matches),
-        "breaks": _with_cycle(cycle_id, breaks.state),
-        "break_events": _with_cycle(cycle_id, breaks.events),
+        "position_changes": _with_cycle(cycle_id, state.positions.changes),
+        "current_positions": _with_cycle(cycle_id, state.positions.upserts),
+        "expected_trade_changes": _with_cycle(cycle_id, state.trades.changes),
+        "current_expected_trades": _with_cycle(cycle_id, state.trades.upserts),
+        "breaks": _with_cycle(cycle_id, state.breaks.state),
+        "break_events": _with_cycle(cycle_id, state.breaks.events),
         "quarantine": _with_cycle(cycle_id, validated.quarantine),
     }
 
@@ -241,5 +280,6 @@ def summarize(tables: dict[str, pl.DataFrame]) -> dict[str, object]:
         "breaks_resolved": int((events["event"] == "resolved").sum()),
         "breaks_pending": int((tables["breaks"]["status"] == "pending").sum()),
         "open_breaks_by_kind": dict(by_kind.iter_rows()),
+        "position_changes": tables["position_changes"].height,
         "quarantined": tables["quarantine"].height,
     }

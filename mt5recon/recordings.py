@@ -12,8 +12,8 @@ from mt5recon import pipeline
 from mt5recon.fleet import FleetConfig, load_fleet
 from mt5recon.settings import Settings
 from mt5recon.sources import read_expected_trades
-from mt5recon.store.break_state import read_break_state
 from mt5recon.store.lake import CommitResult, Store, StoreConfig
+from mt5recon.store.stored_state import read_stored_state
 from mt5recon.terminal.factory import open_terminal
 from mt5recon.terminal.recording import Replay, record_cycle
 from mt5recon.terminal.sim_host import hosted_fleet
@@ -59,8 +59,8 @@ def replay_cycle(recording: Replay, at: datetime, fleet: FleetConfig, home: Path
     validated = pipeline.validate_cycle(snapshot, expected, now=at)
     result = pipeline.reconcile_cycle(validated, fleet, as_of=at)
     cycle_id = pipeline.cycle_id_for(f"replay-{fleet.name}", at)
-    state = read_break_state(store.connection, *pipeline.break_state_keys(fleet, result))
-    breaks = pipeline.advance_breaks(state, result, fleet, at=at)
+    stored = read_stored_state(store.connection, *pipeline.break_state_keys(fleet, result))
+    state = pipeline.advance_state(stored, validated, result, fleet, at=at)
     tables = pipeline.cycle_tables(
         cycle_id=cycle_id,
         started_at=at,
@@ -68,11 +68,11 @@ def replay_cycle(recording: Replay, at: datetime, fleet: FleetConfig, home: Path
         snapshot=snapshot,
         validated=validated,
         result=result,
-        breaks=breaks,
+        state=state,
         fetch_ms=0.0,
         reconcile_ms=0.0,
     )
-    return store.commit_cycle(cycle_id, tables)
+    return store.commit_cycle(cycle_id, tables, pipeline.state_deletes(state))
 
 
 def replay(settings: Settings, directory: Path, *, into: Path, progress: Progress = print) -> list[CommitResult]:

@@ -14,8 +14,8 @@ from mt5recon import pipeline
 from mt5recon.fleet import FleetConfig
 from mt5recon.snapshot import Snapshot
 from mt5recon.sources import read_expected_trades
-from mt5recon.store.break_state import empty_state, read_break_state
 from mt5recon.store.lake import CommitResult, Store, StoreConfig, open_reader
+from mt5recon.store.stored_state import StoredState, read_stored_state
 from tasks.retry import retry_transient
 
 # two quick retries keep a retried cycle well inside its 10-second slot
@@ -57,20 +57,22 @@ def fetch_snapshots(
     )
 
 
-@task(name="load-break-state", **IO_RETRY)
-def load_break_state(config: StoreConfig, logins: list[int], break_ids: list[str]) -> pl.DataFrame:
-    """The stored breaks this cycle advances (read-only: analysts and this reader never block the writer)."""
+@task(name="load-state", **IO_RETRY)
+def load_state(config: StoreConfig, logins: list[int], break_ids: list[str]) -> StoredState:
+    """The stored current state this cycle advances (read-only: never blocks the writer)."""
     if not config.exists():
-        return empty_state()
+        return StoredState.empty()
     con = open_reader(config)
     try:
-        return read_break_state(con, logins, break_ids)
+        return read_stored_state(con, logins, break_ids)
     finally:
         con.close()
 
 
 @task(name="commit-cycle", **IO_RETRY)
-def commit_cycle(config: StoreConfig, cycle_id: str, tables: dict[str, pl.DataFrame]) -> CommitResult:
+def commit_cycle(
+    config: StoreConfig, cycle_id: str, tables: dict[str, pl.DataFrame], deletes: dict[str, pl.DataFrame]
+) -> CommitResult:
     """One transaction with a ledger row: a retry after a failed commit never duplicates."""
     with Store.open(config) as store:
-        return store.commit_cycle(cycle_id, tables)
+        return store.commit_cycle(cycle_id, tables, deletes)

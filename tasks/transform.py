@@ -12,8 +12,8 @@ from prefect.cache_policies import NO_CACHE
 from mt5recon import pipeline
 from mt5recon.fleet import FleetConfig
 from mt5recon.recon.engine import ReconResult
-from mt5recon.recon.lifecycle import BreakUpdate
 from mt5recon.snapshot import Snapshot
+from mt5recon.store.stored_state import StoredState
 
 
 @task(name="validate", cache_policy=NO_CACHE)
@@ -28,6 +28,9 @@ def reconcile(validated: pipeline.ValidatedCycle, fleet: FleetConfig, as_of: dat
     return result, (time.perf_counter() - started) * 1000
 
 
-@task(name="advance-breaks", cache_policy=NO_CACHE)
-def advance_breaks(state: pl.DataFrame, result: ReconResult, fleet: FleetConfig, at: datetime) -> BreakUpdate:
-    return pipeline.advance_breaks(state, result, fleet, at=at)
+@task(name="advance-state", cache_policy=NO_CACHE)
+def advance_state(
+    stored: StoredState, validated: pipeline.ValidatedCycle, result: ReconResult, fleet: FleetConfig, at: datetime
+) -> pipeline.CycleState:
+    """Break transitions and position / bot-trade histories for this cycle."""
+    return pipeline.advance_state(stored, validated, result, fleet, at=at)

@@ -60,11 +60,19 @@ def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monk
         events = reader.execute(
             "SELECT event FROM break_events WHERE kind = 'unknown_position' AND login = 5001 ORDER BY event_at"
         ).fetchall()
+        opened, later = reader.execute(
+            "SELECT count(*) FILTER (WHERE change = 'opened' AND cycle_id = min_cycle), "
+            "count(*) FILTER (WHERE cycle_id <> min_cycle) "
+            "FROM position_changes, (SELECT min(cycle_id) AS min_cycle FROM cycles)"
+        ).fetchone()
+        current = reader.execute("SELECT count(*) FROM current_positions").fetchone()
     finally:
         reader.close()
     assert cycles == (20, 2)
     assert manual == [("open", 2)]
     assert events == [("observed",), ("opened",)]
+    assert opened == first["positions"] and current == (second["positions"],), "first cycle: every position opened"
+    assert later < second["positions"], "the second cycle writes changes only, not a copy of every position"
     use_in_process_fleet(None)
 
 

@@ -64,11 +64,11 @@ def test_columns_are_typed_from_polars(store: Store) -> None:
     types = dict(
         store.connection.execute(
             "SELECT column_name, data_type FROM duckdb_columns()"
-            " WHERE database_name = 'recon' AND table_name = 'positions'"
+            " WHERE database_name = 'recon' AND table_name = 'position_changes'"
         ).fetchall()
     )
-    assert types["time_msc"] == "TIMESTAMP WITH TIME ZONE"
-    assert types["fetched_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["time"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["changed_at"] == "TIMESTAMP WITH TIME ZONE"
     assert types["ticket"] == "BIGINT"
     assert types["type"] == "INTEGER"
     assert types["volume"] == "DOUBLE"
@@ -82,8 +82,8 @@ def test_same_cycle_twice_is_stored_once(store: Store) -> None:
     assert not first.duplicate and again.duplicate
     assert again.row_counts == first.row_counts
     assert again.snapshot_id is None
-    counts = store.connection.execute("SELECT count(*) FROM positions WHERE cycle_id = 'c-2'").fetchone()
-    assert counts == (frames["positions"].height,)
+    counts = store.connection.execute("SELECT count(*) FROM position_changes WHERE cycle_id = 'c-2'").fetchone()
+    assert counts == (frames["position_changes"].height,)
     assert ledger_size(store.connection) == 1
     assert store.has_cycle("c-2") and not store.has_cycle("c-3")
 
@@ -96,8 +96,8 @@ def test_frames_are_reordered_and_cast_by_name(store: Store) -> None:
 
 
 def test_an_empty_cycle_still_enters_the_ledger(store: Store) -> None:
-    result = store.commit_cycle("c-5", {"positions": sample_frame("positions", 0, "c-5")})
-    assert result.row_counts == {"positions": 0}
+    result = store.commit_cycle("c-5", {"position_changes": sample_frame("position_changes", 0, "c-5")})
+    assert result.row_counts == {"position_changes": 0}
     assert store.has_cycle("c-5")
 
 
@@ -120,31 +120,32 @@ def test_an_empty_cycle_still_enters_the_ledger(store: Store) -> None:
 def test_bad_frames_fail_before_anything_is_written(
     store: Store, frames: dict[str, pl.DataFrame], message: str
 ) -> None:
-    good = {"positions": sample_frame("positions", 5, "c-9")}  # listed first: must not land either
+    good = {"position_changes": sample_frame("position_changes", 5, "c-9")}  # listed first: must not land either
     with pytest.raises(ValueError) as error:
         store.commit_cycle("c-9", {**good, **frames})
     assert message in str(error.value)
     assert ledger_size(store.connection) == 0
-    assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (0,)
+    assert store.connection.execute("SELECT count(*) FROM position_changes").fetchone() == (0,)
 
 
 def test_a_failing_insert_rolls_back_the_whole_cycle(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     real_insert = Store._insert
 
-    def insert_then_fail_on_matches(self: Store, table: str, frame: pl.DataFrame) -> None:
+    def insert_then_fail_on_breaks(self: Store, table: str, frame: pl.DataFrame) -> None:
         real_insert(self, table, frame)
-        if table == "matches":  # positions and matches are in the transaction by now
+        if table == "breaks":  # position changes and breaks are in the transaction by now
             raise OSError("disk gone")
 
-    monkeypatch.setattr(Store, "_insert", insert_then_fail_on_matches)
+    monkeypatch.setattr(Store, "_insert", insert_then_fail_on_breaks)
     frames = sample_cycle("c-6")
     with pytest.raises(OSError):
         store.commit_cycle("c-6", frames)
     assert not store.has_cycle("c-6")
-    assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (0,)
+    assert store.connection.execute("SELECT count(*) FROM position_changes").fetchone() == (0,)
     monkeypatch.setattr(Store, "_insert", real_insert)
     assert not store.commit_cycle("c-6", frames).duplicate
-    assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (frames["positions"].height,)
+    counts = store.connection.execute("SELECT count(*) FROM position_changes").fetchone()
+    assert counts == (frames["position_changes"].height,)
 
 
 def test_migrate_is_versioned_and_a_no_op_when_current(config: StoreConfig) -> None:
@@ -165,7 +166,7 @@ def test_compaction_keeps_every_row(store: Store) -> None:
     for i in range(4):
         store.commit_cycle(f"k-{i}", sample_cycle(f"k-{i}"))
     store.compact()
-    assert store.connection.execute("SELECT count(*) FROM positions").fetchone() == (4 * 300,)
+    assert store.connection.execute("SELECT count(*) FROM position_changes").fetchone() == (4 * 30,)
     assert store.connection.execute("SELECT count(*) FROM cycle_ledger").fetchone() == (4,)
     assert store.commit_cycle("k-0", sample_cycle("k-0")).duplicate
     assert not store.commit_cycle("k-4", sample_cycle("k-4")).duplicate
@@ -289,3 +290,25 @@ def test_a_version_1_store_upgrades_without_dropping_anything(config: StoreConfi
         assert store.schema_version() == migrations.LATEST
         assert store.connection.execute("SELECT count(*) FROM divergences").fetchone() == (1,)
         assert store.connection.execute("SELECT count(*) FROM break_events").fetchone() == (0,)
+
+
+def test_a_closed_position_is_deleted_from_the_current_state_in_the_cycle(store: Store) -> None:
+    first = sample_frame("current_positions", 5, "p-1")
+    store.commit_cycle("p-1", {"current_positions": first})
+    gone = first.head(2).select("position_key")
+    result = store.commit_cycle("p-2", {}, {"current_positions": gone})
+    remaining = store.connection.execute("SELECT position_key FROM current_positions ORDER BY 1").fetchall()
+    assert [r[0] for r in remaining] == sorted(first["position_key"].to_list()[2:])
+    assert result.row_counts == {"current_positions:deleted": 2}
+    with pytest.raises(ValueError, match="only be deleted from state tables"):
+        store.commit_cycle("p-3", {}, {"position_changes": gone})
+
+
+def test_the_daily_views_answer_on_an_empty_and_a_filled_store(store: Store) -> None:
+    from mt5recon.store.migrations import VIEWS
+
+    for view in VIEWS:
+        store.connection.execute(f"SELECT * FROM {view}").fetchall()  # noqa: S608 - our own view names
+    store.commit_cycle("v-1", sample_cycle("v-1"))
+    for view in VIEWS:
+        assert store.connection.execute(f"SELECT count(*) FROM {view}").fetchone() is not None  # noqa: S608

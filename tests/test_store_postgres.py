@@ -116,7 +116,7 @@ def test_two_writer_processes_share_the_lake_and_never_double_a_cycle(config: St
             8,
             8,
         )
-        positions = reader.execute("SELECT count(*) FROM positions").fetchone()
-        assert positions == (8 * sample_cycle("x")["positions"].height,)
+        positions = reader.execute("SELECT count(*) FROM position_changes").fetchone()
+        assert positions == (8 * sample_cycle("x")["position_changes"].height,)
     finally:
         reader.close()

@@ -67,7 +67,7 @@ def reader_main(
             command = commands.get(timeout=0.05)
         except queue.Empty:
             try:  # an analyst hammering the lake while the writer commits the next cycle
-                con.execute("SELECT count(*), max(cycle_id), sum(volume) FROM positions").fetchall()
+                con.execute("SELECT count(*), max(cycle_id), sum(volume) FROM position_changes").fetchall()
                 background_queries += 1
             except duckdb.Error as exc:
                 errors.append(repr(exc))
@@ -133,7 +133,7 @@ class _StopAt(logging.Handler):
 
 def writer_main(config: StoreConfig, cycle_id: str, stop_at: str, conn: Connection) -> None:
     """Commit one big cycle, reporting (and maybe freezing at) phase `stop_at`."""
-    frames = sample_cycle(cycle_id, {"cycles": 10, "account_snapshots": 10, "positions": BIG_ROWS})
+    frames = sample_cycle(cycle_id, {"cycles": 10, "account_snapshots": 10, "position_changes": BIG_ROWS})
     store = Store.open(config)
     logger = logging.getLogger("mt5recon.store.lake")
     logger.setLevel(logging.DEBUG)
@@ -158,17 +158,17 @@ def kill_writer_at(config: StoreConfig, cycle_id: str, stop_at: str, wait_for: s
 
 
 def expected_counts(present: bool) -> dict[str, int]:
-    sizes = {"cycles": 10, "account_snapshots": 10, "positions": BIG_ROWS}
+    sizes = {"cycles": 10, "account_snapshots": 10, "position_changes": BIG_ROWS}
     return {t: (sizes.get(t, 0) if present else 0) for t in STORE_TABLES} | {"_ledger": int(present)}
 
 
 def test_killed_inside_the_transaction_leaves_nothing_and_recommits_once(config: StoreConfig) -> None:
     # cycles and account_snapshots are inserted, positions too: only the COMMIT is missing
-    kill_writer_at(config, "big-1", "inserted:positions", "inserted:positions")
+    kill_writer_at(config, "big-1", "inserted:position_changes", "inserted:position_changes")
     with Store.open(config) as store:
         assert not store.has_cycle("big-1")
         assert cycle_counts(store.connection, "big-1") == expected_counts(False)
-        frames = sample_cycle("big-1", {"cycles": 10, "account_snapshots": 10, "positions": BIG_ROWS})
+        frames = sample_cycle("big-1", {"cycles": 10, "account_snapshots": 10, "position_changes": BIG_ROWS})
         assert not store.commit_cycle("big-1", frames).duplicate
         assert cycle_counts(store.connection, "big-1") == expected_counts(True)
 
@@ -179,7 +179,7 @@ def test_killed_during_commit_is_all_or_nothing(config: StoreConfig) -> None:
     with Store.open(config) as store:
         landed = store.has_cycle("big-2")
         assert cycle_counts(store.connection, "big-2") == expected_counts(landed)
-        frames = sample_cycle("big-2", {"cycles": 10, "account_snapshots": 10, "positions": BIG_ROWS})
+        frames = sample_cycle("big-2", {"cycles": 10, "account_snapshots": 10, "position_changes": BIG_ROWS})
         assert store.commit_cycle("big-2", frames).duplicate is landed
         assert cycle_counts(store.connection, "big-2") == expected_counts(True)
 
@@ -188,7 +188,7 @@ def test_killed_after_the_commit_the_retry_is_a_no_op(config: StoreConfig) -> No
     kill_writer_at(config, "big-3", "never", "returned")
     with Store.open(config) as store:
         assert store.has_cycle("big-3")
-        frames = sample_cycle("big-3", {"cycles": 10, "account_snapshots": 10, "positions": BIG_ROWS})
+        frames = sample_cycle("big-3", {"cycles": 10, "account_snapshots": 10, "position_changes": BIG_ROWS})
         result = store.commit_cycle("big-3", frames)
         assert result.duplicate
         assert cycle_counts(store.connection, "big-3") == expected_counts(True)

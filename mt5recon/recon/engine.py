@@ -13,10 +13,21 @@ from mt5recon.recon import divergences as dv
 from mt5recon.recon.causes import missing_causes, reason_text
 from mt5recon.recon.inputs import NETTING_MODES, WorkingFrames, working_frames
 from mt5recon.recon.instruments import normalized_symbol
-from mt5recon.store import tables
 from mt5recon.tolerances import BreakPolicy, Tolerances
 
-MATCH_SCHEMA = pl.Schema({k: v for k, v in tables.MATCHES.items() if k != "cycle_id"})
+# which bot trade is which broker position, by which stage, and how far apart they are
+MATCH_SCHEMA = pl.Schema(
+    {
+        "login": pl.Int64(),
+        "trade_id": pl.String(),
+        "ticket": pl.Int64(),
+        "identifier": pl.Int64(),
+        "symbol": pl.String(),
+        "stage": pl.String(),  # identity | tag | fuzzy | netting
+        "price_diff_pips": pl.Float64(),
+        "volume_ratio": pl.Float64(),
+    }
+)
 
 
 @dataclass(frozen=True)

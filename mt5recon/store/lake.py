@@ -282,6 +282,19 @@ def prepare_frames(cycle_id: str, frames: Mapping[str, pl.DataFrame]) -> dict[st
     return prepared
 
 
+def prepare_deletes(deletes: Mapping[str, pl.DataFrame]) -> dict[str, pl.Series]:
+    """The keys to delete per state table, checked before anything is written."""
+    out: dict[str, pl.Series] = {}
+    for table, frame in deletes.items():
+        key = STATE_KEYS.get(table)
+        if key is None:
+            raise ValueError(f"rows can only be deleted from state tables {sorted(STATE_KEYS)}, not {table!r}")
+        if key not in frame.columns or frame[key].null_count():
+            raise ValueError(f"deletions from {table!r} need a non-null {key!r} column")
+        out[table] = frame[key].cast(pl.String).unique().sort()
+    return out
+
+
 @dataclass
 class Store:
     """A read-write connection to the lake: migrate it, commit cycles atomically and idempotently."""
@@ -440,24 +453,36 @@ class Store:
         """Whether the ledger records `cycle_id` as committed."""
         return self._ledger_counts(cycle_id) is not None
 
-    def commit_cycle(self, cycle_id: str, frames: Mapping[str, pl.DataFrame]) -> CommitResult:
-        """Write every frame and the ledger row in ONE transaction; a cycle the ledger has writes nothing.
+    def commit_cycle(
+        self,
+        cycle_id: str,
+        frames: Mapping[str, pl.DataFrame],
+        deletes: Mapping[str, pl.DataFrame] | None = None,
+    ) -> CommitResult:
+        """Write every frame, the deletions from state tables and the ledger row in ONE transaction;
+        a cycle the ledger has writes nothing.
 
-        Frames are checked first (ValueError, nothing written). Any failure rolls the whole
-        cycle back, so the caller may simply retry it.
+        `deletes` maps a state table (STATE_KEYS) to a frame of the keys to remove (a closed
+        position). Frames are checked first (ValueError, nothing written). Any failure rolls the
+        whole cycle back, so the caller may simply retry it.
         """
         prepared = prepare_frames(cycle_id, frames)
+        removed = prepare_deletes(deletes or {})
         started = time.perf_counter()
         # DuckLake aborts a transaction that inserts into a table another one deleted from: writers
         # that replace state rows take turns (one lock for all of them; appends alone run in parallel)
-        writes_state = any(prepared[t].height for t in STATE_KEYS if t in prepared)
+        writes_state = any(prepared[t].height for t in STATE_KEYS if t in prepared) or any(
+            keys.len() for keys in removed.values()
+        )
         state_turn = self._exclusive("state-tables") if writes_state else contextlib.nullcontext()
         with self._exclusive("cycle\x00" + cycle_id), state_turn:
-            duplicate, counts = self._commit_prepared(cycle_id, prepared)
+            duplicate, counts = self._commit_prepared(cycle_id, prepared, removed)
         snapshot = None if duplicate else self._last_snapshot()
         return CommitResult(cycle_id, duplicate, counts, snapshot, time.perf_counter() - started)
 
-    def _commit_prepared(self, cycle_id: str, prepared: dict[str, pl.DataFrame]) -> tuple[bool, dict[str, int]]:
+    def _commit_prepared(
+        self, cycle_id: str, prepared: dict[str, pl.DataFrame], removed: dict[str, pl.Series]
+    ) -> tuple[bool, dict[str, int]]:
         """The transaction itself: (True, recorded counts) for a cycle already in the ledger."""
         con = self.connection
         con.execute("BEGIN TRANSACTION")
@@ -468,11 +493,13 @@ class Store:
                 return True, recorded
             _log.debug("cycle %s: transaction begun", cycle_id, extra={"store_phase": "begun"})
             counts = {table: frame.height for table, frame in prepared.items()}
+            counts.update({f"{table}:deleted": keys.len() for table, keys in removed.items() if keys.len()})
+            for table, keys in removed.items():
+                self._delete_keys(table, keys)
             for table, frame in prepared.items():
                 if table in STATE_KEYS:
-                    self._replace(table, frame, STATE_KEYS[table])
-                else:
-                    self._insert(table, frame)
+                    self._delete_keys(table, frame[STATE_KEYS[table]])
+                self._insert(table, frame)
             con.execute(
                 f"INSERT INTO {self._table(migrations.LEDGER)} VALUES (?, now(), ?)",  # noqa: S608 - identifiers from our registry, values are parameters
                 [cycle_id, json.dumps(counts, sort_keys=True)],
@@ -505,12 +532,13 @@ class Store:
             extra={"store_phase": "inserted", "store_table": table},
         )
 
-    def _replace(self, table: str, frame: pl.DataFrame, key: str) -> None:
-        """Current-state rows: drop the stored rows with the keys being written, then append them."""
-        if frame.height == 0:
+    def _delete_keys(self, table: str, keys: pl.Series) -> None:
+        """Remove a state table's rows with these keys (they are rewritten or gone this cycle)."""
+        if keys.len() == 0:
             return
+        key = STATE_KEYS[table]
         view = f"_mt5recon_keys_{table}"
-        self.connection.register(view, frame.select(key))
+        self.connection.register(view, keys.rename(key).to_frame())
         try:
             column = identifier(key)
             self.connection.execute(
@@ -518,7 +546,6 @@ class Store:
             )
         finally:
             self.connection.unregister(view)
-        self._insert(table, frame)
 
     def _last_snapshot(self) -> int | None:
         """The snapshot this connection committed last (for time travel: `AT (VERSION => id)`)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from mt5recon.store.sqltext import identifier
-from mt5recon.store.tables import STORE_TABLES
+from mt5recon.store.tables import BOT_EXPECTED_TRADES, STORE_TABLES
 
 LEDGER = "cycle_ledger"
 SCHEMA_VERSION = "schema_version"
@@ -76,6 +76,60 @@ def _v2(catalog: str) -> list[str]:
     return [create_table_sql(catalog, name, STORE_TABLES[name]) for name in ("breaks", "break_events")]
 
 
+def _v3(catalog: str) -> list[str]:
+    """Positions and expected trades as change histories plus their current state (instead of a
+    full copy every cycle), the bot's own expected-trades table, and the analysts' daily views.
+
+    A store from version 2 keeps its `positions` and `matches` tables (never dropped); nothing
+    writes to them any more.
+    """
+    new = ("position_changes", "current_positions", "expected_trade_changes", "current_expected_trades")
+    statements = [create_table_sql(catalog, name, STORE_TABLES[name]) for name in new]
+    statements.append(create_table_sql(catalog, BOT_TABLE, BOT_EXPECTED_TRADES))
+    statements += [
+        f"CREATE OR REPLACE VIEW {identifier(catalog)}.{identifier(name)} AS {sql}" for name, sql in VIEWS.items()
+    ]
+    return statements
+
+
+BOT_TABLE = "expected_trades"
+# the questions asked every day; plain SQL over the tables above (names unqualified: they resolve
+# in the lake whatever alias an analyst attaches it under)
+VIEWS: dict[str, str] = {
+    "open_breaks": ("SELECT *, epoch(now() - first_seen_at) AS open_secs FROM breaks WHERE status = 'open'"),
+    "breaks_by_kind_age": (
+        "SELECT kind, cause, count(*) AS breaks, "
+        "count(*) FILTER (WHERE now() - first_seen_at < INTERVAL 1 HOUR) AS under_1h, "
+        "count(*) FILTER (WHERE now() - first_seen_at >= INTERVAL 1 HOUR "
+        "AND now() - first_seen_at < INTERVAL 1 DAY) AS from_1h_to_1d, "
+        "count(*) FILTER (WHERE now() - first_seen_at >= INTERVAL 1 DAY) AS over_1d, "
+        "max(epoch(now() - first_seen_at)) AS oldest_secs, sum(worst_size_money) AS worst_money "
+        "FROM breaks WHERE status = 'open' GROUP BY kind, cause"
+    ),
+    "slippage_cost": (
+        "SELECT login, symbol, date_trunc('hour', first_seen_at) AS hour, count(*) AS slipped_trades, "
+        "sum(size_money) AS cost_money, sum(size_money) FILTER (WHERE size_pips > 0) AS adverse_money, "
+        "sum(size_money) FILTER (WHERE size_pips < 0) AS favourable_money, avg(size_pips) AS avg_pips "
+        "FROM breaks WHERE kind = 'slippage' GROUP BY login, symbol, date_trunc('hour', first_seen_at)"
+    ),
+    "stale_accounts": (
+        "SELECT login, max(finished_at) AS last_cycle_at, "
+        "max(finished_at) FILTER (WHERE status = 'ok') AS last_ok_at, "
+        "epoch(now() - max(finished_at) FILTER (WHERE status = 'ok')) AS data_age_secs "
+        "FROM cycles GROUP BY login "
+        "HAVING max(finished_at) FILTER (WHERE status = 'ok') IS NULL "
+        "OR now() - max(finished_at) FILTER (WHERE status = 'ok') > INTERVAL 60 SECONDS"
+    ),
+    "latest_equity": (
+        "SELECT login, fetched_at, currency, balance, credit, equity, margin, margin_level, peak_equity, "
+        "CASE WHEN peak_equity > 0 THEN 100 * (peak_equity - equity) / peak_equity END AS drawdown_pct "
+        "FROM (SELECT *, max(equity) OVER (PARTITION BY login) AS peak_equity, "
+        "row_number() OVER (PARTITION BY login ORDER BY fetched_at DESC) AS newest "
+        "FROM account_snapshots WHERE account_ok) WHERE newest = 1"
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: its number, what it does, and its DDL for a given lake alias."""
@@ -88,6 +142,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "store tables, cycle ledger, schema version", _v1),
     Migration(2, "breaks and break events (divergences kept, no longer written)", _v2),
+    Migration(3, "position and expected-trade change histories, bot table, daily views", _v3),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -20,8 +20,10 @@ _CYCLE_ID_COLUMN = next(iter(CYCLE_ID))
 TYPICAL_ROWS: dict[str, int] = {
     "cycles": 10,
     "account_snapshots": 10,
-    "positions": 300,
-    "matches": 290,
+    "position_changes": 30,
+    "current_positions": 30,
+    "expected_trade_changes": 5,
+    "current_expected_trades": 5,
     "breaks": 12,
     "break_events": 3,
     "quarantine": 2,

@@ -31,21 +31,49 @@ CYCLES = pl.Schema(
 )
 
 ACCOUNT_SNAPSHOTS = pl.Schema({**CYCLE_ID, **frames.ACCOUNTS})
-POSITIONS = pl.Schema({**CYCLE_ID, **frames.POSITIONS})
 
-MATCHES = pl.Schema(
+# a position's identity and the fields whose change is recorded (TradePosition names)
+_POSITION = {
+    "position_key": pl.String(),  # login:identifier (the identifier never changes; the ticket may)
+    "login": pl.Int64(),
+    "identifier": pl.Int64(),
+    "ticket": pl.Int64(),
+    "symbol": pl.String(),
+    "type": pl.Int32(),
+    "magic": pl.Int64(),
+    "reason": pl.Int32(),
+    "volume": pl.Float64(),
+    "price_open": pl.Float64(),
+    "sl": pl.Float64(),
+    "tp": pl.Float64(),
+    "time": frames.UTC_MS,
+    "comment": pl.String(),
+    # the bot trade matched to it, and by which stage (null: unknown position)
+    "trade_id": pl.String(),
+    "stage": pl.String(),
+}
+# what changed: opened | changed | closed, the tracked fields that changed, and when it was seen
+_CHANGE = {"change": pl.String(), "changed_fields": pl.String(), "changed_at": frames.UTC_US}
+
+# append-only: a row when a position appears, changes (volume, SL, TP, ticket, match) or disappears
+POSITION_CHANGES = pl.Schema(
     {
         **CYCLE_ID,
-        "login": pl.Int64(),
-        "trade_id": pl.String(),
-        "ticket": pl.Int64(),
-        "identifier": pl.Int64(),
-        "symbol": pl.String(),
-        # identity | tag | fuzzy | netting
-        "stage": pl.String(),
-        "price_diff_pips": pl.Float64(),
-        "volume_ratio": pl.Float64(),
+        **_CHANGE,
+        **_POSITION,
+        "price_current": pl.Float64(),
+        "profit": pl.Float64(),
+        "swap": pl.Float64(),
     }
+)
+# current state: the open positions as last seen, one row each, replaced when they change
+CURRENT_POSITIONS = pl.Schema({**CYCLE_ID, **_POSITION, "first_seen_at": frames.UTC_US, "changed_at": frames.UTC_US})
+
+_EXPECTED = {"trade_key": pl.String(), **frames.EXPECTED_TRADES}  # trade_key = login:trade_id
+# append-only: a row when a bot trade appears, changes (volume, price, SL, TP, position id, close) or disappears
+EXPECTED_TRADE_CHANGES = pl.Schema({**CYCLE_ID, **_CHANGE, **_EXPECTED})
+CURRENT_EXPECTED_TRADES = pl.Schema(
+    {**CYCLE_ID, **_EXPECTED, "first_seen_at": frames.UTC_US, "changed_at": frames.UTC_US}
 )
 
 # one row per break (a divergence with identity), rewritten whenever the cycle `cycle_id` touched it
@@ -122,11 +150,21 @@ QUARANTINE = pl.Schema(
 STORE_TABLES: dict[str, pl.Schema] = {
     "cycles": CYCLES,
     "account_snapshots": ACCOUNT_SNAPSHOTS,
-    "positions": POSITIONS,
-    "matches": MATCHES,
+    "position_changes": POSITION_CHANGES,
+    "current_positions": CURRENT_POSITIONS,
+    "expected_trade_changes": EXPECTED_TRADE_CHANGES,
+    "current_expected_trades": CURRENT_EXPECTED_TRADES,
     "breaks": BREAKS,
     "break_events": BREAK_EVENTS,
     "quarantine": QUARANTINE,
 }
-# tables that hold current state: a commit replaces the rows whose key it writes (the rest append)
-STATE_KEYS: dict[str, str] = {"breaks": "break_id"}
+# tables that hold current state: a commit replaces the rows whose key it writes, and deletes the
+# keys it is told to (a closed position); every other table only appends
+STATE_KEYS: dict[str, str] = {
+    "breaks": "break_id",
+    "current_positions": "position_key",
+    "current_expected_trades": "trade_key",
+}
+
+# the bot's own table, when the bot writes its expected trades into the store (not per cycle)
+BOT_EXPECTED_TRADES = pl.Schema({**frames.EXPECTED_TRADES, "written_at": frames.UTC_US})

@@ -1,0 +1,166 @@
+"""Change histories instead of full copies: compare what a cycle sees with the stored current state.
+
+A position (or a bot trade) gets a history row when it appears, when a tracked field changes, and
+when it disappears; the current-state table holds its latest version. Only accounts whose snapshot
+succeeded are compared, so a failed fetch never closes anything, and a row quarantined this cycle
+is not taken for gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from mt5recon import frames
+from mt5recon.store import tables
+
+POSITION_FIELDS = ("ticket", "volume", "sl", "tp", "type", "price_open", "trade_id", "stage")
+TRADE_FIELDS = ("volume", "price", "sl", "tp", "position_id", "closed_at", "symbol", "side", "magic")
+POSITION_KINDS = ("opened", "changed", "closed")
+TRADE_KINDS = ("appeared", "changed", "removed")
+_PREVIOUS = "prev_"
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    changes: pl.DataFrame  # history rows (the *_changes table, without cycle_id)
+    upserts: pl.DataFrame  # new versions for the current-state table (without cycle_id)
+    deletes: pl.DataFrame  # keys to remove from the current-state table
+
+
+def _without_cycle(schema: pl.Schema) -> pl.Schema:
+    return pl.Schema({k: v for k, v in schema.items() if k != "cycle_id"})
+
+
+def track(
+    previous: pl.DataFrame,
+    current: pl.DataFrame,
+    *,
+    key: str,
+    fields: Sequence[str],
+    scope: pl.DataFrame,
+    protected: pl.DataFrame,
+    at: datetime,
+    kinds: tuple[str, str, str],
+    change_schema: pl.Schema,
+    state_schema: pl.Schema,
+) -> ChangeSet:
+    """Diff `current` against `previous` (both keyed by `key`) for the logins in `scope`.
+
+    `protected`: keys that must not be closed this cycle (their row was quarantined).
+    """
+    opened, changed, closed = kinds
+    now = pl.lit(at).cast(frames.UTC_US)
+    change_cols, state_cols = _without_cycle(change_schema), _without_cycle(state_schema)
+    before = previous.join(scope.select("login").unique(), on="login", how="semi")
+    seen = current.join(scope.select("login").unique(), on="login", how="semi")
+    prior = before.select(pl.col(key), pl.exclude(key).name.prefix(_PREVIOUS))
+    joined = seen.with_columns(pl.lit(True).alias("_now")).join(prior, on=key, how="full", coalesce=True)
+    differs = [pl.col(f).ne_missing(pl.col(_PREVIOUS + f)) for f in fields]
+    changed_fields = pl.concat_str(
+        [pl.when(d).then(pl.lit(f)) for f, d in zip(fields, differs, strict=True)], separator=",", ignore_nulls=True
+    )
+    was_there = pl.col(_PREVIOUS + "login").is_not_null()
+    is_there = pl.col("_now").fill_null(False)
+    marked = joined.with_columns(
+        pl.when(is_there & ~was_there)
+        .then(pl.lit(opened))
+        .when(is_there & pl.any_horizontal(differs))
+        .then(pl.lit(changed))
+        .when(~is_there & was_there)
+        .then(pl.lit(closed))
+        .alias("change"),
+        pl.when(is_there & was_there).then(changed_fields).alias("changed_fields"),
+        now.alias("changed_at"),
+    ).join(protected.select(key).with_columns(pl.lit(True).alias("_protected")), on=key, how="left")
+    marked = marked.filter(
+        pl.col("change").is_not_null() & ~((pl.col("change") == closed) & pl.col("_protected").fill_null(False))
+    )
+    gone = pl.col("change") == closed
+    # a closed row keeps its last known values; the others carry what was seen now
+    values = [
+        pl.when(gone).then(pl.col(_PREVIOUS + c)).otherwise(pl.col(c)).alias(c)
+        if _PREVIOUS + c in marked.columns and c in marked.columns
+        else (pl.col(c) if c in marked.columns else pl.lit(None)).alias(c)
+        for c in change_cols
+        if c not in ("change", "changed_fields", "changed_at", key)
+    ]
+    changes = marked.select(pl.col("change"), pl.col("changed_fields"), pl.col("changed_at"), pl.col(key), *values)
+    kept = marked.filter(~gone).with_columns(pl.coalesce(_PREVIOUS + "first_seen_at", now).alias("first_seen_at"))
+    upserts = kept.select([(pl.col(c) if c in kept.columns else pl.lit(None)).alias(c) for c in state_cols])
+    return ChangeSet(
+        changes=changes.select(list(change_cols)).cast(dict(change_cols)).sort(key),  # type: ignore[arg-type]
+        upserts=upserts.cast(dict(state_cols)).sort(key),  # type: ignore[arg-type]
+        deletes=marked.filter(gone).select(key).sort(key),
+    )
+
+
+def positions_now(positions: pl.DataFrame, matches: pl.DataFrame) -> pl.DataFrame:
+    """Validated positions keyed by login:identifier, with the bot trade(s) matched to each."""
+    matched = matches.group_by("login", "ticket").agg(
+        pl.col("trade_id").sort().str.join(",").alias("trade_id"), pl.col("stage").first()
+    )
+    return positions.join(matched, on=["login", "ticket"], how="left").with_columns(
+        pl.format("{}:{}", pl.col("login"), pl.col("identifier")).alias("position_key")
+    )
+
+
+def trades_now(expected: pl.DataFrame) -> pl.DataFrame:
+    """Validated expected trades keyed by login:trade_id."""
+    return expected.with_columns(pl.format("{}:{}", pl.col("login"), pl.col("trade_id")).alias("trade_key"))
+
+
+def track_positions(
+    previous: pl.DataFrame,
+    positions: pl.DataFrame,
+    matches: pl.DataFrame,
+    *,
+    reconciled: pl.DataFrame,
+    quarantined: pl.DataFrame,
+    at: datetime,
+) -> ChangeSet:
+    """Position history for accounts reconciled this cycle; `quarantined`: login, identifier."""
+    protected = quarantined.drop_nulls().select(
+        pl.format("{}:{}", pl.col("login"), pl.col("identifier")).alias("position_key")
+    )
+    return track(
+        previous,
+        positions_now(positions, matches),
+        key="position_key",
+        fields=POSITION_FIELDS,
+        scope=reconciled,
+        protected=protected,
+        at=at,
+        kinds=POSITION_KINDS,
+        change_schema=tables.POSITION_CHANGES,
+        state_schema=tables.CURRENT_POSITIONS,
+    )
+
+
+def track_trades(
+    previous: pl.DataFrame, expected: pl.DataFrame, *, quarantine: pl.DataFrame, at: datetime
+) -> ChangeSet:
+    """What the bot expects, as a history: every login the source returned or held before."""
+    rows = quarantine.filter(pl.col("frame") == "expected_trades")
+    protected = rows.select(
+        pl.format(
+            "{}:{}", pl.col("raw").str.json_path_match("$.login"), pl.col("raw").str.json_path_match("$.trade_id")
+        ).alias("trade_key")
+    ).drop_nulls()
+    current = trades_now(expected)
+    scope = pl.concat([current.select("login"), previous.select("login")]).unique()
+    return track(
+        previous,
+        current,
+        key="trade_key",
+        fields=TRADE_FIELDS,
+        scope=scope,
+        protected=protected,
+        at=at,
+        kinds=TRADE_KINDS,
+        change_schema=tables.EXPECTED_TRADE_CHANGES,
+        state_schema=tables.CURRENT_EXPECTED_TRADES,
+    )

@@ -1,0 +1,97 @@
+"""Read the stored current state a cycle advances: breaks, open positions, the bot's trades."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+from mt5recon.store.sqltext import identifier
+from mt5recon.store.tables import BREAKS, CURRENT_EXPECTED_TRADES, CURRENT_POSITIONS
+
+STATE_SCHEMA = pl.Schema({k: v for k, v in BREAKS.items() if k != "cycle_id"})
+_ACTIVE = ("pending", "open")
+
+
+POSITIONS_SCHEMA = pl.Schema({k: v for k, v in CURRENT_POSITIONS.items() if k != "cycle_id"})
+TRADES_SCHEMA = pl.Schema({k: v for k, v in CURRENT_EXPECTED_TRADES.items() if k != "cycle_id"})
+
+
+def empty_state() -> pl.DataFrame:
+    return pl.DataFrame(schema=STATE_SCHEMA)
+
+
+def _select(con: duckdb.DuckDBPyConnection, table: str, schema: pl.Schema, where: str = "") -> pl.DataFrame:
+    """Rows of one of our state tables (names from our registry), cast to its declared schema."""
+    columns = ", ".join(identifier(c) for c in schema)
+    try:
+        frame = con.execute(f"SELECT {columns} FROM {identifier(table)} {where}").pl()  # noqa: S608 - registry names
+    except duckdb.CatalogException:  # a store that has not committed its first cycle yet
+        return pl.DataFrame(schema=schema)
+    return frame.cast(dict(schema))  # type: ignore[arg-type]
+
+
+def read_current_positions(con: duckdb.DuckDBPyConnection, logins: list[int]) -> pl.DataFrame:
+    """The open positions last seen on these logins."""
+    con.register("_mt5recon_position_logins", pl.DataFrame({"login": logins}, schema={"login": pl.Int64}))
+    try:
+        return _select(
+            con,
+            "current_positions",
+            POSITIONS_SCHEMA,
+            "WHERE login IN (SELECT login FROM _mt5recon_position_logins)",
+        )
+    finally:
+        con.unregister("_mt5recon_position_logins")
+
+
+def read_current_trades(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every bot trade as last seen (the source is read whole each cycle, so is its state)."""
+    return _select(con, "current_expected_trades", TRADES_SCHEMA)
+
+
+def read_break_state(con: duckdb.DuckDBPyConnection, logins: list[int], break_ids: list[str]) -> pl.DataFrame:
+    """Every pending/open break of `logins`, plus any break (resolved too) whose id is in `break_ids`,
+    so a break that comes back is reopened rather than started afresh. Parameters are bound as
+    registered frames, never spliced into the SQL text."""
+    keys_logins = pl.DataFrame({"login": logins}, schema={"login": pl.Int64})
+    keys_ids = pl.DataFrame({"break_id": break_ids}, schema={"break_id": pl.String})
+    con.register("_mt5recon_state_logins", keys_logins)
+    con.register("_mt5recon_state_ids", keys_ids)
+    try:
+        columns = ", ".join(identifier(c) for c in STATE_SCHEMA)
+        frame = con.execute(
+            f"SELECT {columns} FROM breaks "  # noqa: S608 - column names from our registry
+            "WHERE (status IN (?, ?) AND login IN (SELECT login FROM _mt5recon_state_logins)) "
+            "OR break_id IN (SELECT break_id FROM _mt5recon_state_ids)",
+            list(_ACTIVE),
+        ).pl()
+    except duckdb.CatalogException:  # a store that has not committed its first cycle yet
+        return empty_state()
+    finally:
+        con.unregister("_mt5recon_state_logins")
+        con.unregister("_mt5recon_state_ids")
+    return frame.cast(dict(STATE_SCHEMA))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """The current-state rows a cycle advances, as the store holds them before the cycle."""
+
+    breaks: pl.DataFrame
+    positions: pl.DataFrame
+    trades: pl.DataFrame
+
+    @classmethod
+    def empty(cls) -> StoredState:
+        return cls(empty_state(), pl.DataFrame(schema=POSITIONS_SCHEMA), pl.DataFrame(schema=TRADES_SCHEMA))
+
+
+def read_stored_state(con: duckdb.DuckDBPyConnection, logins: list[int], break_ids: list[str]) -> StoredState:
+    """Everything a cycle on `logins` advances (breaks: see read_break_state)."""
+    return StoredState(
+        breaks=read_break_state(con, logins, break_ids),
+        positions=read_current_positions(con, logins),
+        trades=read_current_trades(con),
+    )
