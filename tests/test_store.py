@@ -308,7 +308,7 @@ def test_the_daily_views_answer_on_an_empty_and_a_filled_store(store: Store) -> 
     from mt5recon.store.migrations import VIEWS
 
     for view in VIEWS:
-        store.connection.execute(f"SELECT * FROM {view}").fetchall()  # noqa: S608 - our own view names
+        store.connection.execute(f"SELECT * FROM {view}").fetchall()
     store.commit_cycle("v-1", sample_cycle("v-1"))
     for view in VIEWS:
-        assert store.connection.execute(f"SELECT count(*) FROM {view}").fetchone() is not None  # noqa: S608
+        assert store.connection.execute(f"SELECT count(*) FROM {view}").fetchone() is not None
