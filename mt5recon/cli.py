@@ -65,6 +65,19 @@ def cycle(fleet: FleetOption = None, home: HomeOption = None) -> None:
     typer.echo(_format_summary(summary))
 
 
+@app.command()
+def housekeeping(fleet: FleetOption = None, home: HomeOption = None) -> None:
+    """Run store housekeeping now: retention, compaction, snapshot expiry (the `hourly` deployment schedules it)."""
+    from datetime import UTC, datetime
+
+    from mt5recon.fleet import load_fleet
+    from mt5recon.store.housekeeping import run_housekeeping
+
+    settings = _settings(fleet, home)
+    stats = run_housekeeping(settings.store_config(), load_fleet(settings.fleet).housekeeping, now=datetime.now(UTC))
+    typer.echo(stats.markdown())
+
+
 def _format_summary(summary: dict[str, object]) -> str:
     return " ".join(f"{k}={v}" for k, v in summary.items())
 

@@ -10,10 +10,11 @@ import os
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal, Self, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mt5recon.store.housekeeping import Retention
 from mt5recon.tolerances import BreakPolicy, Tolerances
 
 
@@ -49,15 +50,33 @@ class AccountConfig(BaseModel):
 
 
 class ExpectedTradesSource(BaseModel):
-    """Where the bot writes what it expects."""
+    """Where the bot writes what it expects.
+
+    `store` is the pipeline's own store: the bot writes its table `expected_trades` through
+    `mt5recon.store.bot_writer.write_expected_trades`, the pipeline reads it read-only. It takes
+    no path, dsn or table (the store is the one the pipeline is configured with); `query`, if
+    given, runs on the read-only store connection instead of reading the whole table.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["sqlite", "postgres", "parquet", "csv", "sim"]
+    kind: Literal["sqlite", "postgres", "parquet", "csv", "sim", "store"]
     path: str | None = None
     dsn: str | None = Field(default=None, description="postgres: a reference env:VAR or a DSN without password")
     table: str = "expected_trades"
     query: str | None = None
+
+    @model_validator(mode="after")
+    def _store_takes_no_location(self) -> Self:
+        if self.kind == "store":
+            given = [name for name in ("path", "dsn") if getattr(self, name) is not None]
+            if self.table != "expected_trades":
+                given.append("table")
+            if given:
+                raise ValueError(
+                    f"expected_trades kind 'store' reads the pipeline's own store; drop {', '.join(given)}"
+                )
+        return self
 
 
 class SimulatorConfig(BaseModel):
@@ -80,6 +99,8 @@ class FleetConfig(BaseModel):
     # broker symbol -> instrument, where the default suffix rules (EURUSD.m, #EURUSD, EURUSDpro) fall short
     symbol_map: dict[str, str] = Field(default_factory=dict)
     breaks: BreakPolicy = BreakPolicy()
+    # store retention per table and time-travel window, applied by the housekeeping flow
+    housekeeping: Retention = Retention()
     simulator: SimulatorConfig = SimulatorConfig()
     deals_lookback_secs: int = Field(default=6 * 3600, gt=0)
     # deals reach back to the bot's oldest open trade, but never further than this

@@ -9,6 +9,7 @@ from typing import cast
 from mt5recon.settings import Settings
 
 DEPLOYMENT = "every-10s"
+HOUSEKEEPING_DEPLOYMENT = "hourly"
 
 
 def serve_deployments(settings: Settings) -> None:
@@ -16,7 +17,10 @@ def serve_deployments(settings: Settings) -> None:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.deployments.runner import RunnerDeployment
 
+    from flows.housekeeping import housekeep_store
     from flows.reconcile import reconcile_fleet
+
+    one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
 
     deployment = cast(
         RunnerDeployment,
@@ -24,15 +28,24 @@ def serve_deployments(settings: Settings) -> None:
             name=DEPLOYMENT,
             interval=timedelta(seconds=settings.interval_secs),
             # a cycle that overruns cancels the next one instead of queueing a backlog
-            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+            concurrency_limit=one_at_a_time,
             description="Reconcile the whole fleet every 10 seconds",
+        ),
+    )
+    housekeeping = cast(
+        RunnerDeployment,
+        housekeep_store.to_deployment(
+            name=HOUSEKEEPING_DEPLOYMENT,
+            interval=timedelta(seconds=settings.housekeeping_interval_secs),
+            concurrency_limit=one_at_a_time,
+            description="Store retention, compaction, snapshot expiry and clean-up",
         ),
     )
     # The runner starts a run's process `prefetch` seconds early and the server holds it until its
     # time: that hides Python start-up and makes runs punctual. It must stay shorter than the gap
     # between one cycle's end and the next start, or the early claim collides with the running
     # cycle's concurrency slot and CANCEL_NEW cancels a healthy run.
-    serve(deployment, prefetch_seconds=settings.prefetch_secs)
+    serve(deployment, housekeeping, prefetch_seconds=settings.prefetch_secs)
 
 
 async def _cancel_late_runs(grace: timedelta) -> int:

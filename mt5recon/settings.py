@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     prefect_host: str = "127.0.0.1"
     prefect_port: int = 4200
     interval_secs: float = Field(default=10.0, gt=0)
+    housekeeping_interval_secs: float = Field(default=3600.0, gt=0, description="store housekeeping cadence")
     prefetch_secs: float = Field(default=5.0, ge=0, description="start a run's process this early (hides start-up)")
     fetch_concurrency: int = Field(default=16, ge=1)
 

@@ -14,6 +14,7 @@ from mt5recon import pipeline
 from mt5recon.fleet import FleetConfig
 from mt5recon.snapshot import Snapshot
 from mt5recon.sources import read_expected_trades
+from mt5recon.store.housekeeping import HousekeepingStats, Retention, run_housekeeping
 from mt5recon.store.lake import CommitResult, Store, StoreConfig, open_reader
 from mt5recon.store.stored_state import StoredState, read_stored_state
 from tasks.retry import retry_transient
@@ -22,6 +23,7 @@ from tasks.retry import retry_transient
 RETRIES = 2
 RETRY_DELAYS_SECS = [0.5, 1.0]
 RETRY_JITTER = 0.5
+COMMIT_LOCK_WAIT_SECS = 3.0
 # every I/O task retries the same way: a few quick, jittered tries, transient errors only
 IO_RETRY: dict[str, Any] = {
     "cache_policy": NO_CACHE,
@@ -74,5 +76,12 @@ def commit_cycle(
     config: StoreConfig, cycle_id: str, tables: dict[str, pl.DataFrame], deletes: dict[str, pl.DataFrame]
 ) -> CommitResult:
     """One transaction with a ledger row: a retry after a failed commit never duplicates."""
-    with Store.open(config) as store:
+    # housekeeping may hold the writer lock for one short step: wait for it rather than fail
+    with Store.open(config, lock_wait_secs=COMMIT_LOCK_WAIT_SECS) as store:
         return store.commit_cycle(cycle_id, tables, deletes)
+
+
+@task(name="housekeep-store", **IO_RETRY)
+def housekeep(config: StoreConfig, retention: Retention, now: datetime) -> HousekeepingStats:
+    """Short steps, each taking the writer lock on its own, so cycles keep committing meanwhile."""
+    return run_housekeeping(config, retention, now=now)

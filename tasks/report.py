@@ -9,6 +9,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from mt5recon.store.housekeeping import HousekeepingStats
+
 MAX_ROWS = 50
 
 
@@ -42,3 +44,8 @@ def publish_cycle_report(summary: dict[str, Any], events: pl.DataFrame) -> None:
         key="cycle-breaks",
         description=f"breaks that changed this cycle (top {MAX_ROWS})",
     )
+
+
+@task(name="publish-housekeeping-report", cache_policy=NO_CACHE)
+def publish_housekeeping_report(stats: HousekeepingStats) -> None:
+    create_markdown_artifact(stats.markdown(), key="store-housekeeping", description="store housekeeping")

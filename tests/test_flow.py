@@ -97,3 +97,21 @@ def test_prefect_yaml_schedule_is_ten_seconds_with_cancel_new() -> None:
 def test_settings_are_read_when_asked_not_at_import(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MT5RECON_HOME", str(tmp_path))
     assert Settings().resolved_home() == tmp_path.resolve()
+
+
+def test_housekeeping_flow_reports_what_it_did(
+    prefect_api: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.housekeeping import housekeep_store
+    from mt5recon.store.lake import Store
+    from mt5recon.store.samples import sample_cycle
+
+    monkeypatch.setenv("MT5RECON_HOME", str(tmp_path))
+    with Store.open(StoreConfig.under(tmp_path)) as store:
+        for number in range(3):
+            store.commit_cycle(f"hk-{number}", sample_cycle(f"hk-{number}"))
+    stats = asyncio.run(housekeep_store())
+    assert set(stats["step_secs"]) == {"measure", "retention", "compact", "expire"}
+    assert stats["files_after"] >= 1
+    with Store.open(StoreConfig.under(tmp_path)) as store:
+        assert store.has_cycle("hk-0")

@@ -306,16 +306,16 @@ class Store:
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
-    def open(cls, config: StoreConfig, *, migrate: bool = True) -> Store:
+    def open(cls, config: StoreConfig, *, migrate: bool = True, lock_wait_secs: float = 0.0) -> Store:
         """Attach read-write (creating the lake if new) and, by default, bring its schema up to date.
 
-        A SQLite-catalog lake takes an OS writer lock first: a second writer process gets
-        StoreLockedError at once instead of corrupting the catalog. A Postgres-catalog lake
+        A SQLite-catalog lake takes an OS writer lock first: a second writer process waits up to
+        `lock_wait_secs`, then gets StoreLockedError instead of corrupting the catalog. A Postgres-catalog lake
         admits several writers; advisory locks serialize migrations and commits of one cycle.
         """
         _prepare_local_folders(config)
         lock_path = config.writer_lock_path
-        lock = WriterLock.acquire(lock_path) if lock_path is not None else None
+        lock = WriterLock.acquire(lock_path, lock_wait_secs) if lock_path is not None else None
         dsn = config.postgres_dsn
         cycle_locks = PostgresCycleLocks(dsn, config.metadata_schema) if dsn is not None else None
         try:
@@ -568,5 +568,11 @@ class Store:
         time travel to them keeps working, until `ducklake_expire_snapshots` and
         `ducklake_cleanup_old_files` are run.
         """
-        self.connection.execute("SELECT * FROM ducklake_flush_inlined_data(?)", [self.config.alias]).fetchall()
-        self.connection.execute("SELECT * FROM ducklake_merge_adjacent_files(?)", [self.config.alias]).fetchall()
+        alias = [self.config.alias]
+        self.connection.execute("SELECT * FROM ducklake_flush_inlined_data(?)", alias).fetchall()
+        # files that lost a fifth of their rows or more (retention, replaced state rows) are
+        # rewritten without them (DuckLake's default waits for 95 %)
+        self.connection.execute(
+            "SELECT * FROM ducklake_rewrite_data_files(?, delete_threshold => 0.2)", alias
+        ).fetchall()
+        self.connection.execute("SELECT * FROM ducklake_merge_adjacent_files(?)", alias).fetchall()

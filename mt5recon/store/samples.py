@@ -13,7 +13,7 @@ import polars as pl
 
 from mt5recon.store.tables import CYCLE_ID, STATE_KEYS, STORE_TABLES
 
-_EPOCH = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)
+EPOCH = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)
 _CYCLE_ID_COLUMN = next(iter(CYCLE_ID))
 
 # rows of a typical 10-second cycle of a 10-account fleet
@@ -35,7 +35,7 @@ def _column(name: str, dtype: pl.DataType, position: int) -> pl.Expr:
     i = pl.int_range(pl.len(), dtype=pl.Int64)
     salt = position * 7919
     if isinstance(dtype, pl.Datetime):
-        value: pl.Expr = pl.lit(_EPOCH) + pl.duration(milliseconds=i * 1013 + salt)
+        value: pl.Expr = pl.lit(EPOCH) + pl.duration(milliseconds=i * 1013 + salt)
     elif dtype == pl.String:
         value = pl.format("{}-{}'ü", pl.lit(name), (i + salt) % 997)
     elif dtype == pl.Boolean:

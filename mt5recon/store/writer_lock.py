@@ -9,6 +9,7 @@ SIGKILL), so a crashed writer never leaves a stale lock behind.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import IO
 
@@ -44,11 +45,15 @@ class WriterLock:
         self._handle: IO[bytes] | None = handle
 
     @classmethod
-    def acquire(cls, path: Path) -> WriterLock:
-        """Lock `path` (created if missing) or raise StoreLockedError at once, without waiting."""
+    def acquire(cls, path: Path, wait_secs: float = 0.0) -> WriterLock:
+        """Lock `path` (created if missing), trying for up to `wait_secs` (0: once), else StoreLockedError."""
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+b")  # noqa: SIM115 - held open for the lock's lifetime
-        if not _try_lock(handle):
+        deadline = time.monotonic() + wait_secs
+        while not _try_lock(handle):
+            if time.monotonic() < deadline:
+                time.sleep(0.05)  # the holder commits in ~0.1-1 s; a blocking flock could not time out
+                continue
             handle.close()
             raise StoreLockedError(
                 f"another process is writing this store (lock {path}); a SQLite catalog allows "
