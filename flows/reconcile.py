@@ -39,7 +39,7 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any]:
     started_at = datetime.now(UTC)
     store = settings.store_config()
 
-    expected_raw = load_expected_trades(fleet, home)
+    expected_raw = load_expected_trades(fleet, home, store)
     snapshot, fetch_ms = fetch_snapshots(fleet, started_at, open_terminal, expected_raw, settings.fetch_concurrency)
     validated = validate(snapshot, expected_raw, started_at)
     result, reconcile_ms = reconcile(validated, fleet, datetime.now(UTC))

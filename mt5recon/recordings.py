@@ -28,16 +28,18 @@ def record(settings: Settings, directory: Path, *, cycles: int, every_secs: floa
     with hosted_fleet(fleet, home):
         for number in range(1, cycles + 1):
             started = time.monotonic()
-            record_once(fleet, home, directory, settings.fetch_concurrency)
+            record_once(fleet, home, directory, settings.fetch_concurrency, settings.store_config())
             progress(f"[{number}/{cycles}] recorded")
             if number < cycles:
                 time.sleep(max(0.0, every_secs - (time.monotonic() - started)))
     return cycles
 
 
-def record_once(fleet: FleetConfig, home: Path, directory: Path, concurrency: int = 16) -> datetime:
+def record_once(
+    fleet: FleetConfig, home: Path, directory: Path, concurrency: int = 16, live_store: StoreConfig | None = None
+) -> datetime:
     fetched_at = datetime.now(UTC)
-    expected = read_expected_trades(fleet.expected_trades, home)
+    expected = read_expected_trades(fleet.expected_trades, home, store=live_store)
     snapshot, _ = pipeline.fetch_fleet(
         fleet,
         fetched_at=fetched_at,
@@ -50,12 +52,20 @@ def record_once(fleet: FleetConfig, home: Path, directory: Path, concurrency: in
     return fetched_at
 
 
-def replay_cycle(recording: Replay, at: datetime, fleet: FleetConfig, home: Path, store: Store) -> CommitResult:
+def replay_cycle(
+    recording: Replay,
+    at: datetime,
+    fleet: FleetConfig,
+    home: Path,
+    store: Store,
+    live_store: StoreConfig | None = None,
+) -> CommitResult:
     """Reconcile one recorded cycle exactly as the live cycle would have, and commit it."""
     snapshot = recording.snapshot(at)
     expected = recording.expected_trades(at)
     if expected is None:
-        expected = read_expected_trades(fleet.expected_trades, home)
+        # a recording without the bot's trades falls back to the live source (the live store, not the replay's)
+        expected = read_expected_trades(fleet.expected_trades, home, store=live_store)
     validated = pipeline.validate_cycle(snapshot, expected, now=at)
     result = pipeline.reconcile_cycle(validated, fleet, as_of=at)
     cycle_id = pipeline.cycle_id_for(f"replay-{fleet.name}", at)
@@ -82,6 +92,6 @@ def replay(settings: Settings, directory: Path, *, into: Path, progress: Progres
     results: list[CommitResult] = []
     with Store.open(StoreConfig.under(into)) as store:
         for number, at in enumerate(cycles, start=1):
-            results.append(replay_cycle(recording, at, fleet, settings.resolved_home(), store))
+            results.append(replay_cycle(recording, at, fleet, settings.resolved_home(), store, settings.store_config()))
             progress(f"[{number}/{len(cycles)}] {at.isoformat()}")
     return results

@@ -1,7 +1,8 @@
 """Read what the bot expects from where the bot already writes it.
 
 Rows come back as the source holds them; validation casts and quarantines. Table names are
-checked identifiers and values are never spliced into SQL.
+checked identifiers and values are never spliced into SQL. Kind `store` reads the bot's table
+in the pipeline's own store, so it needs that store's config (`read_expected_trades(..., store=)`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from mt5recon import frames
 from mt5recon.fleet import ExpectedTradesSource, resolve_reference
+
+if TYPE_CHECKING:
+    from mt5recon.store.lake import StoreConfig
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -87,6 +91,46 @@ READERS: dict[str, Callable[[ExpectedTradesSource, Path], pl.DataFrame]] = {
 }
 
 
-def read_expected_trades(source: ExpectedTradesSource, home: Path) -> pl.DataFrame:
-    """The bot's expected trades as its source holds them (validation casts and quarantines)."""
+def read_store(source: ExpectedTradesSource, store: StoreConfig | None) -> pl.DataFrame:
+    """The bot's table in the pipeline's own store, through a read-only connection (kind `store`).
+
+    A store not created yet, or one whose schema predates the bot table, reads as no trades.
+    The contract columns come back in the store's dtypes (`written_at` stays in the store);
+    the source's `query`, if any, runs as given on the read-only connection.
+    """
+    if store is None:
+        raise ValueError(
+            "expected_trades kind 'store' reads the pipeline's store: pass its StoreConfig "
+            "(read_expected_trades(source, home, store=settings.store_config()))"
+        )
+    from mt5recon.store.lake import open_reader
+    from mt5recon.store.migrations import BOT_TABLE
+    from mt5recon.store.sqltext import identifier
+
+    if not store.exists():
+        return frames.empty("expected_trades")  # the bot has not written anything yet
+    con = open_reader(store)
+    try:
+        if source.query:
+            return con.execute(source.query).pl()
+        found = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name = ?",
+            [store.alias, BOT_TABLE],
+        ).fetchone()
+        if not found or not found[0]:
+            return frames.empty("expected_trades")  # migrated by the next writer that opens the store
+        columns = ", ".join(identifier(c) for c in frames.EXPECTED_TRADES)
+        table = f"{identifier(store.alias)}.{identifier(BOT_TABLE)}"  # identifiers from our own registry
+        return con.execute(f"SELECT {columns} FROM {table} ORDER BY login, trade_id").pl()  # noqa: S608
+    finally:
+        con.close()
+
+
+def read_expected_trades(source: ExpectedTradesSource, home: Path, store: StoreConfig | None = None) -> pl.DataFrame:
+    """The bot's expected trades as its source holds them (validation casts and quarantines).
+
+    `store` is the pipeline's StoreConfig; only kind `store` needs it (the others ignore it).
+    """
+    if source.kind == "store":
+        return read_store(source, store)
     return READERS[source.kind](source, home)

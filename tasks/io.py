@@ -35,8 +35,9 @@ IO_RETRY: dict[str, Any] = {
 
 
 @task(name="load-expected-trades", **IO_RETRY)
-def load_expected_trades(fleet: FleetConfig, home: Path) -> pl.DataFrame:
-    return read_expected_trades(fleet.expected_trades, home)
+def load_expected_trades(fleet: FleetConfig, home: Path, store: StoreConfig) -> pl.DataFrame:
+    """From wherever the bot writes (its own database, files, or the store's `expected_trades`)."""
+    return read_expected_trades(fleet.expected_trades, home, store=store)
 
 
 @task(name="fetch-snapshots", cache_policy=NO_CACHE)
