@@ -1,4 +1,11 @@
-"""The analysts' store in one process: round trip, idempotency, validation, migrations, reader SQL."""
+"""The analysts' store in one process: round trip, idempotency, validation, migrations, reader SQL.
+
+Every test that takes the `catalog` fixture (directly or through `config`/`store`) runs twice:
+against a SQLite-catalog lake and against one whose catalog is the real Postgres server (a fresh
+metadata schema per test, dropped afterwards; see store_catalogs). Tests that must leave the lake
+empty share one lake per catalog (`empty_store`). The few that only make sense for one catalog
+pin it with `@pytest.mark.parametrize("catalog", [...])` and say why.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from store_catalogs import CATALOGS, catalog_config
 
 from mt5recon.store import migrations
 from mt5recon.store.lake import Store, StoreConfig, StoreLockedError, analyst_attach_sql, open_reader
@@ -26,15 +34,46 @@ def extension_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("duckdb-extensions")
 
 
+@pytest.fixture(params=CATALOGS)
+def catalog(request: pytest.FixtureRequest) -> str:
+    """The catalog kind of the lake under test: "sqlite" (the default) or "postgres" (scale-out)."""
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture()
-def config(tmp_path: Path, extension_dir: Path) -> StoreConfig:
-    return StoreConfig.under(tmp_path / "home", extension_dir=extension_dir)
+def config(catalog: str, tmp_path: Path, extension_dir: Path) -> Iterator[StoreConfig]:
+    """A fresh lake of that catalog; a Postgres one lives in its own metadata schema, dropped afterwards."""
+    with catalog_config(catalog, tmp_path / "home", extension_dir) as fresh:
+        yield fresh
 
 
 @pytest.fixture()
 def store(config: StoreConfig) -> Iterator[Store]:
     with Store.open(config) as opened:
         yield opened
+
+
+@pytest.fixture(scope="module", params=CATALOGS)
+def empty_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, extension_dir: Path
+) -> Iterator[Store]:
+    """One migrated lake per catalog, shared by the tests that must leave it as they found it: empty.
+
+    Opening a lake costs about a second; the read-only and rejected-write tests share one instead
+    (each checks that nothing was written, so a test that wrote would be caught, not hidden).
+    """
+    with (
+        catalog_config(request.param, tmp_path_factory.mktemp("empty-home"), extension_dir) as config,
+        Store.open(config) as store,
+    ):
+        yield store
+
+
+def assert_empty(store: Store) -> None:
+    assert ledger_size(store.connection) == 0
+    for table in STORE_TABLES:
+        assert store.connection.execute(f'SELECT count(*) FROM "{table}"').fetchone() == (0,), table
 
 
 def read_table(con: duckdb.DuckDBPyConnection, table: str, cycle_id: str) -> pl.DataFrame:
@@ -48,11 +87,13 @@ def ledger_size(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else -1
 
 
-def test_round_trip_every_table(store: Store) -> None:
-    frames = sample_cycle("c-1", {table: 25 for table in STORE_TABLES})
+# 3 rows are inlined into the catalog database itself (DuckLake's default limit is 10), 25 go to Parquet
+@pytest.mark.parametrize("rows", [3, 25], ids=["inlined", "parquet"])
+def test_round_trip_every_table(store: Store, rows: int) -> None:
+    frames = sample_cycle("c-1", {table: rows for table in STORE_TABLES})
     result = store.commit_cycle("c-1", frames)
     assert not result.duplicate
-    assert result.row_counts == {table: 25 for table in STORE_TABLES}
+    assert result.row_counts == {table: rows for table in STORE_TABLES}
     assert result.snapshot_id is not None
     for table, frame in frames.items():
         back = read_table(store.connection, table, "c-1")
@@ -60,9 +101,9 @@ def test_round_trip_every_table(store: Store) -> None:
         assert_frame_equal(back, frame.sort(pl.all(), nulls_last=True))
 
 
-def test_columns_are_typed_from_polars(store: Store) -> None:
+def test_columns_are_typed_from_polars(empty_store: Store) -> None:
     types = dict(
-        store.connection.execute(
+        empty_store.connection.execute(
             "SELECT column_name, data_type FROM duckdb_columns()"
             " WHERE database_name = 'recon' AND table_name = 'position_changes'"
         ).fetchall()
@@ -118,14 +159,13 @@ def test_an_empty_cycle_still_enters_the_ledger(store: Store) -> None:
     ],
 )
 def test_bad_frames_fail_before_anything_is_written(
-    store: Store, frames: dict[str, pl.DataFrame], message: str
+    empty_store: Store, frames: dict[str, pl.DataFrame], message: str
 ) -> None:
     good = {"position_changes": sample_frame("position_changes", 5, "c-9")}  # listed first: must not land either
     with pytest.raises(ValueError) as error:
-        store.commit_cycle("c-9", {**good, **frames})
+        empty_store.commit_cycle("c-9", {**good, **frames})
     assert message in str(error.value)
-    assert ledger_size(store.connection) == 0
-    assert store.connection.execute("SELECT count(*) FROM position_changes").fetchone() == (0,)
+    assert_empty(empty_store)
 
 
 def test_a_failing_insert_rolls_back_the_whole_cycle(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,11 +212,13 @@ def test_compaction_keeps_every_row(store: Store) -> None:
     assert not store.commit_cycle("k-4", sample_cycle("k-4")).duplicate
 
 
-def test_a_missing_registry_column_is_reported(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_registry_column_is_reported(empty_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     widened = {**STORE_TABLES, "cycles": pl.Schema({**STORE_TABLES["cycles"], "new_column": pl.Int64()})}
     monkeypatch.setattr("mt5recon.store.lake.STORE_TABLES", widened)
     with pytest.raises(RuntimeError, match="new_column"):
-        store.migrate()
+        empty_store.migrate()
+    monkeypatch.undo()
+    assert empty_store.migrate() == migrations.LATEST  # reporting the gap changed nothing
 
 
 def test_reader_is_read_only_and_sees_each_new_cycle(config: StoreConfig, store: Store) -> None:
@@ -198,6 +240,9 @@ def test_reader_is_read_only_and_sees_each_new_cycle(config: StoreConfig, store:
         reader.close()
 
 
+# SQLite only: the OS writer lock is what makes a SQLite-catalog lake single-writer; a Postgres
+# catalog admits several writers by design (test_store_postgres covers two writers sharing it)
+@pytest.mark.parametrize("catalog", ["sqlite"])
 def test_a_second_writer_is_refused_but_readers_are_not(config: StoreConfig, store: Store) -> None:
     with pytest.raises(StoreLockedError):
         Store.open(config)
@@ -235,19 +280,22 @@ def test_analyst_sql_works_in_a_plain_duckdb(config: StoreConfig, store: Store, 
     assert not (empty_home / ".duckdb").exists()
 
 
-def test_config_quotes_what_it_splices(tmp_path: Path, extension_dir: Path) -> None:
-    odd = StoreConfig.under(tmp_path / "it's a home", extension_dir=extension_dir)
-    with Store.open(odd) as store:
-        store.commit_cycle("q-1", sample_cycle("q-1"))
-    reader = open_reader(odd)
-    try:
-        assert reader.execute("SELECT count(*) FROM cycle_ledger").fetchone() == (1,)
-    finally:
-        reader.close()
+def test_config_quotes_what_it_splices(catalog: str, tmp_path: Path, extension_dir: Path) -> None:
+    # the quote lands in the data path (both catalogs) and the SQLite catalog's file path
+    with catalog_config(catalog, tmp_path / "it's a home", extension_dir) as odd:
+        with Store.open(odd) as store:
+            store.commit_cycle("q-1", sample_cycle("q-1"))
+        reader = open_reader(odd)
+        try:
+            assert reader.execute("SELECT count(*) FROM cycle_ledger").fetchone() == (1,)
+        finally:
+            reader.close()
     with pytest.raises(ValueError):
         StoreConfig.under(tmp_path, alias="recon; DROP TABLE x")
 
 
+# no lake is opened: this checks how StoreConfig spells both forms, so it runs once (the default
+# layout is the SQLite one by definition)
 def test_default_layout_and_postgres_form(tmp_path: Path) -> None:
     config = StoreConfig.under(tmp_path)
     assert Path(config.catalog) == tmp_path.resolve() / "store" / "catalog.sqlite"
@@ -271,12 +319,13 @@ def test_breaks_hold_current_state_replaced_by_id_while_events_append(store: Sto
     assert events == (6,), "events are an append-only log"
 
 
-def test_a_state_frame_with_duplicate_or_null_keys_writes_nothing(store: Store) -> None:
+def test_a_state_frame_with_duplicate_or_null_keys_writes_nothing(empty_store: Store) -> None:
     frame = sample_frame("breaks", 3, "d-1")
     duplicated = pl.concat([frame, frame.head(1)])
     with pytest.raises(ValueError, match="unique, non-null 'break_id'"):
-        store.commit_cycle("d-1", {"breaks": duplicated})
-    assert not store.has_cycle("d-1")
+        empty_store.commit_cycle("d-1", {"breaks": duplicated})
+    assert not empty_store.has_cycle("d-1")
+    assert_empty(empty_store)
 
 
 def test_a_version_1_store_upgrades_without_dropping_anything(config: StoreConfig) -> None:

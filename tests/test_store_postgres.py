@@ -1,15 +1,14 @@
 """The scale-out store: a DuckLake whose catalog is the real Postgres on 127.0.0.1:5432.
 
 Each test gets its own metadata schema (DuckLake creates it) and drops it afterwards, so
-runs are repeatable and leave nothing behind.
+runs are repeatable and leave nothing behind (see store_catalogs). The single-process store
+tests run against this catalog too (tests/test_store.py); here are the Postgres-only ones.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,13 +16,12 @@ import polars as pl
 import psycopg
 import pytest
 from polars.testing import assert_frame_equal
-from psycopg import sql
+from store_catalogs import PG_DSN, fresh_metadata_schema, postgres_config
 
 from mt5recon.store.lake import Store, StoreConfig, analyst_attach_sql, open_reader
 from mt5recon.store.samples import sample_cycle
 from mt5recon.store.tables import STORE_TABLES
 
-PG_DSN = os.environ.get("MT5RECON_TEST_PG_DSN", "dbname=test host=127.0.0.1 port=5432")
 SPAWN = multiprocessing.get_context("spawn")
 TIMEOUT = 60
 
@@ -35,27 +33,14 @@ def extension_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def metadata_schema() -> Iterator[str]:
-    """A fresh schema name in the test database, dropped (with everything in it) afterwards."""
-    try:
-        admin = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no Postgres at {PG_DSN}: {exc}")
-    name = f"mt5recon_test_{uuid.uuid4().hex[:12]}"
-    try:
+    """A fresh schema in the test database, dropped (with everything in it) afterwards."""
+    with fresh_metadata_schema() as name:
         yield name
-    finally:
-        admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-        admin.close()
 
 
 @pytest.fixture()
 def config(tmp_path: Path, extension_dir: Path, metadata_schema: str) -> StoreConfig:
-    return StoreConfig.under(
-        tmp_path / "home",
-        catalog=f"postgres:{PG_DSN}",
-        metadata_schema=metadata_schema,
-        extension_dir=extension_dir,
-    )
+    return postgres_config(tmp_path / "home", extension_dir, metadata_schema)
 
 
 def test_postgres_catalog_round_trip(config: StoreConfig, metadata_schema: str) -> None:
