@@ -295,6 +295,9 @@ def prepare_deletes(deletes: Mapping[str, pl.DataFrame]) -> dict[str, pl.Series]
     return out
 
 
+MERGE_BELOW_BYTES = 32 * 2**20
+
+
 @dataclass
 class Store:
     """A read-write connection to the lake: migrate it, commit cycles atomically and idempotently."""
@@ -575,4 +578,8 @@ class Store:
         self.connection.execute(
             "SELECT * FROM ducklake_rewrite_data_files(?, delete_threshold => 0.2)", alias
         ).fetchall()
-        self.connection.execute("SELECT * FROM ducklake_merge_adjacent_files(?)", alias).fetchall()
+        # only files under MERGE_BELOW_BYTES are merged: a run rewrites the last hours' small files,
+        # never the month behind them (measured: without the bound, 1.2 GiB rewritten per run)
+        self.connection.execute(
+            "SELECT * FROM ducklake_merge_adjacent_files(?, max_file_size => ?)", [*alias, MERGE_BELOW_BYTES]
+        ).fetchall()

@@ -121,11 +121,14 @@ VIEWS: dict[str, str] = {
         "OR now() - max(finished_at) FILTER (WHERE status = 'ok') > INTERVAL 60 SECONDS"
     ),
     "latest_equity": (
+        # one hash aggregate over the snapshots (a window over months of them took seconds)
         "SELECT login, fetched_at, currency, balance, credit, equity, margin, margin_level, peak_equity, "
         "CASE WHEN peak_equity > 0 THEN 100 * (peak_equity - equity) / peak_equity END AS drawdown_pct "
-        "FROM (SELECT *, max(equity) OVER (PARTITION BY login) AS peak_equity, "
-        "row_number() OVER (PARTITION BY login ORDER BY fetched_at DESC) AS newest "
-        "FROM account_snapshots WHERE account_ok) WHERE newest = 1"
+        "FROM (SELECT login, max(fetched_at) AS fetched_at, arg_max(currency, fetched_at) AS currency, "
+        "arg_max(balance, fetched_at) AS balance, arg_max(credit, fetched_at) AS credit, "
+        "arg_max(equity, fetched_at) AS equity, arg_max(margin, fetched_at) AS margin, "
+        "arg_max(margin_level, fetched_at) AS margin_level, max(equity) AS peak_equity "
+        "FROM account_snapshots WHERE account_ok GROUP BY login)"
     ),
 }
 
