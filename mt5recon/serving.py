@@ -16,6 +16,7 @@ def serve_deployments(settings: Settings) -> None:
     from prefect import serve
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.deployments.runner import RunnerDeployment
+    from prefect.schedules import Interval
 
     from flows.housekeeping import housekeep_store
     from flows.reconcile import reconcile_fleet
@@ -36,7 +37,10 @@ def serve_deployments(settings: Settings) -> None:
         RunnerDeployment,
         housekeep_store.to_deployment(
             name=HOUSEKEEPING_DEPLOYMENT,
-            interval=timedelta(seconds=settings.housekeeping_interval_secs),
+            # anchored to a fixed hour so restarts do not push the next run an interval away
+            schedule=Interval(
+                timedelta(seconds=settings.housekeeping_interval_secs), anchor_date=datetime(2026, 1, 1, tzinfo=UTC)
+            ),
             concurrency_limit=one_at_a_time,
             description="Store retention, compaction, snapshot expiry and clean-up",
         ),
