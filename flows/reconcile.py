@@ -22,6 +22,11 @@ from tasks.transform import advance_state, reconcile, validate
 schemas.warm_up()
 
 
+def breaker_book(home: Path, fleet_name: str) -> Path:
+    """Where the terminals' circuit breakers live between runs (one file per fleet)."""
+    return home / "state" / f"breakers-{fleet_name}.json"
+
+
 def _scheduled_time() -> datetime:
     """The run's scheduled start (stable across retries of the run), else now."""
     scheduled = flow_run.scheduled_start_time
@@ -40,7 +45,9 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any]:
     store = settings.store_config()
 
     expected_raw = load_expected_trades(fleet, home, store)
-    snapshot, fetch_ms = fetch_snapshots(fleet, started_at, open_terminal, expected_raw, settings.fetch_concurrency)
+    snapshot, fetch_ms = fetch_snapshots(
+        fleet, started_at, open_terminal, expected_raw, settings.fetch_concurrency, breaker_book(home, fleet.name)
+    )
     validated = validate(snapshot, expected_raw, started_at)
     result, reconcile_ms = reconcile(validated, fleet, datetime.now(UTC))
     stored = load_state(store, *pipeline.break_state_keys(fleet, result))

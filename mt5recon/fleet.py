@@ -15,6 +15,7 @@ from typing import Literal, Self, cast
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mt5recon.store.housekeeping import Retention
+from mt5recon.terminal.breaker import BreakerPolicy
 from mt5recon.tolerances import BreakPolicy, Tolerances
 
 
@@ -99,6 +100,8 @@ class FleetConfig(BaseModel):
     # broker symbol -> instrument, where the default suffix rules (EURUSD.m, #EURUSD, EURUSDpro) fall short
     symbol_map: dict[str, str] = Field(default_factory=dict)
     breaks: BreakPolicy = BreakPolicy()
+    # per terminal: open after repeated failures, probe again after a (doubling) cooldown
+    breaker: BreakerPolicy = BreakerPolicy()
     # store retention per table and time-travel window, applied by the housekeeping flow
     housekeeping: Retention = Retention()
     simulator: SimulatorConfig = SimulatorConfig()

@@ -21,9 +21,11 @@ from mt5recon.recon.inputs import quarantined_positions
 from mt5recon.snapshot import Snapshot
 from mt5recon.store import tables
 from mt5recon.store.stored_state import StoredState
+from mt5recon.terminal import breaker as breakers
 from mt5recon.terminal.api import MT5Api
 from mt5recon.terminal.connector import FetchRequest, failed_account, fetch_account
-from mt5recon.terminal.factory import session_turn
+from mt5recon.terminal.errors import is_transient
+from mt5recon.terminal.factory import TerminalUnavailable, session_turn
 from mt5recon.validation import (
     Validated,
     cast_expr,
@@ -48,6 +50,8 @@ def _fetch_one(account: AccountConfig, open_terminal: TerminalOpener, request: F
 def _fetch_session(account: AccountConfig, open_terminal: TerminalOpener, request: FetchRequest) -> Snapshot:
     try:
         api = open_terminal(account)
+    except TerminalUnavailable as error:
+        return failed_account(request, f"connect: {error}", error.code)
     except Exception as error:  # any connect failure is this account's failure, never the cycle's
         return failed_account(request, f"connect: {error}")
     try:
@@ -66,6 +70,7 @@ def fetch_fleet(
     expected_symbols: dict[int, tuple[str, ...]] | None = None,
     open_since: dict[int, datetime] | None = None,
     concurrency: int = 16,
+    book: dict[int, breakers.Breaker] | None = None,
 ) -> tuple[Snapshot, float]:
     """Snapshot every account in parallel (bounded); returns the snapshot and the fetch time in ms.
 
@@ -91,9 +96,49 @@ def fetch_fleet(
         )
         for account in fleet.accounts
     ]
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(requests)))) as pool:
-        parts = list(pool.map(lambda pair: _fetch_one(pair[0], open_terminal, pair[1]), requests))
+    book = book or {}
+    # a terminal whose breaker is open is not called: its accounts are failed snapshots (never flat)
+    resting = [(a, r) for a, r in requests if not breakers.allows(book.get(a.login, breakers.Breaker()), fetched_at)]
+    calling = [(a, r) for a, r in requests if breakers.allows(book.get(a.login, breakers.Breaker()), fetched_at)]
+    parts = [_circuit_open(r, book[a.login]) for a, r in resting]
+    if calling:
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(calling)))) as pool:
+            parts += list(pool.map(lambda pair: _fetch_one(pair[0], open_terminal, pair[1]), calling))
     return Snapshot.concat(parts), (time.perf_counter() - started) * 1000
+
+
+def _circuit_open(request: FetchRequest, breaker: breakers.Breaker) -> Snapshot:
+    until = breaker.retry_at.isoformat() if breaker.retry_at else "?"
+    return failed_account(request, f"circuit open until {until} after: {breaker.last_error}")
+
+
+def advance_breakers(
+    book: dict[int, breakers.Breaker],
+    snapshot: Snapshot,
+    fleet: FleetConfig,
+    *,
+    at: datetime,
+) -> dict[int, breakers.Breaker]:
+    """Each called terminal's breaker after this cycle's attempt (resting ones stay as they are)."""
+    ok = {
+        row[0]: bool(row[1] and row[2])
+        for row in snapshot.accounts.select("login", "account_ok", "positions_ok").iter_rows()
+    }
+    updated = dict(book)
+    for account in fleet.accounts:
+        current = book.get(account.login, breakers.Breaker())
+        if not breakers.allows(current, at) or account.login not in ok:
+            continue
+        code = snapshot.error_codes.get(account.login)
+        updated[account.login] = breakers.record(
+            current,
+            ok=ok[account.login],
+            now=at,
+            policy=fleet.breaker,
+            transient=code is None or is_transient(code),
+            error=snapshot.errors.get(account.login),
+        )
+    return updated
 
 
 def expected_symbols_by_login(expected_raw: pl.DataFrame) -> dict[int, tuple[str, ...]]:

@@ -19,9 +19,11 @@ class Snapshot:
     symbols: pl.DataFrame = field(default_factory=lambda: frames.empty("symbols"))
     # login -> what failed, for operators; the *_ok flags in `accounts` carry it into the data
     errors: dict[int, str] = field(default_factory=dict)
+    # login -> the terminal's last_error() code of its first failed call (see terminal.errors)
+    error_codes: dict[int, int] = field(default_factory=dict)
 
     def frames(self) -> dict[str, pl.DataFrame]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "errors"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("errors", "error_codes")}
 
     @classmethod
     def concat(cls, parts: list[Snapshot]) -> Snapshot:
@@ -30,4 +32,5 @@ class Snapshot:
             return cls()
         merged = {name: pl.concat([p.frames()[name] for p in parts], how="vertical") for name in frames.SNAPSHOT_FRAMES}
         errors = {login: err for p in parts for login, err in p.errors.items()}
-        return cls(**merged, errors=errors)
+        codes = {login: code for p in parts for login, code in p.error_codes.items()}
+        return cls(**merged, errors=errors, error_codes=codes)

@@ -17,6 +17,7 @@ from mt5recon.sources import read_expected_trades
 from mt5recon.store.housekeeping import HousekeepingStats, Retention, run_housekeeping
 from mt5recon.store.lake import CommitResult, Store, StoreConfig, open_reader
 from mt5recon.store.stored_state import StoredState, read_stored_state
+from mt5recon.terminal.breaker import load_book, save_book
 from tasks.retry import retry_transient
 
 # two quick retries keep a retried cycle well inside its 10-second slot
@@ -47,17 +48,23 @@ def fetch_snapshots(
     open_terminal: pipeline.TerminalOpener,
     expected_raw: pl.DataFrame,
     concurrency: int,
+    breaker_book: Path,
 ) -> tuple[Snapshot, float]:
     """Fan-out over terminals happens inside (one task per cycle, not per account); a failing
-    terminal is recorded as that account's failure rather than retried here."""
-    return pipeline.fetch_fleet(
+    terminal is recorded as that account's failure rather than retried here, and its circuit
+    breaker (kept in `breaker_book` between runs) decides whether the next cycles call it."""
+    book = load_book(breaker_book)
+    snapshot, fetch_ms = pipeline.fetch_fleet(
         fleet,
         fetched_at=fetched_at,
         open_terminal=open_terminal,
         expected_symbols=pipeline.expected_symbols_by_login(expected_raw),
         open_since=pipeline.earliest_open_by_login(expected_raw),
         concurrency=concurrency,
+        book=book,
     )
+    save_book(breaker_book, pipeline.advance_breakers(book, snapshot, fleet, at=fetched_at))
+    return snapshot, fetch_ms
 
 
 @task(name="load-state", **IO_RETRY)

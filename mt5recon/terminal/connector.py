@@ -70,11 +70,6 @@ def records_to_frame(
     )
 
 
-def _error_text(api: MT5Api, call: str) -> str:
-    code, message = api.last_error()
-    return f"{call}: {code} {message}"
-
-
 def fetch_account(api: MT5Api, request: FetchRequest) -> Snapshot:
     """One account's snapshot. A call that returns None marks its frame failed, never empty."""
     keys: dict[str, Any] = {
@@ -83,10 +78,13 @@ def fetch_account(api: MT5Api, request: FetchRequest) -> Snapshot:
         "server_offset_secs": request.server_offset_secs,
     }
     errors: list[str] = []
+    codes: list[int] = []
 
     def call(label: str, result: Any) -> Any:
         if result is None:
-            errors.append(_error_text(api, label))
+            code, message = api.last_error()
+            errors.append(f"{label}: {code} {message}")
+            codes.append(code)
         return result
 
     account = call("account_info", api.account_info())
@@ -121,6 +119,7 @@ def fetch_account(api: MT5Api, request: FetchRequest) -> Snapshot:
         ticks=tick_frame,
         symbols=records_to_frame("symbols", specs, **keys),
         errors={request.login: "; ".join(errors)} if errors else {},
+        error_codes={request.login: codes[0]} if codes else {},
     )
 
 
@@ -149,7 +148,7 @@ def _account_frame(account: Any, positions: Any, orders: Any, deals: Any, keys: 
     )
 
 
-def failed_account(request: FetchRequest, error: str) -> Snapshot:
+def failed_account(request: FetchRequest, error: str, code: int | None = None) -> Snapshot:
     """The snapshot of an account whose terminal could not even be reached."""
     frame = pl.DataFrame({"login": [request.login]}, schema={"login": pl.Int64}).with_columns(
         pl.lit(request.fetched_at).cast(frames.UTC_US).alias("fetched_at"),
@@ -158,4 +157,8 @@ def failed_account(request: FetchRequest, error: str) -> Snapshot:
     accounts = frame.select(
         [(pl.col(c) if c in frame.columns else pl.lit(None)).cast(d).alias(c) for c, d in frames.ACCOUNTS.items()]
     )
-    return Snapshot(accounts=accounts, errors={request.login: error})
+    return Snapshot(
+        accounts=accounts,
+        errors={request.login: error},
+        error_codes={} if code is None else {request.login: code},
+    )

@@ -74,7 +74,15 @@ class Replay:
         accounts = parts["accounts"]
         failed = accounts.filter(~(pl.col("account_ok") & pl.col("positions_ok")))
         errors = {login: "recorded as failed" for login in failed["login"].to_list()}
-        return Snapshot(**parts, errors=errors)
+        return Snapshot(
+            accounts=accounts,
+            positions=parts["positions"],
+            orders=parts["orders"],
+            deals=parts["deals"],
+            ticks=parts["ticks"],
+            symbols=parts["symbols"],
+            errors=errors,
+        )
 
     def expected_trades(self, at: datetime) -> pl.DataFrame | None:
         """The expected trades as recorded with this cycle, or None when they were not recorded."""
