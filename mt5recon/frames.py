@@ -178,6 +178,23 @@ EXPECTED_TRADES = pl.Schema(
     }
 )
 
+# per terminal and cycle: what an operator needs to trust (or not) the account's data
+HEALTH = pl.Schema(
+    {
+        "login": pl.Int64(),
+        "fetched_at": UTC_US,
+        "connected": pl.Boolean(),  # terminal_info().connected: the terminal talks to its server
+        "trade_allowed": pl.Boolean(),  # terminal and account allow (expert) trading
+        "ping_ms": pl.Float64(),  # terminal_info().ping_last, in ms
+        "calls_ms": pl.Float64(),  # wall time of this cycle's snapshot calls
+        "last_tick_at": UTC_MS,  # newest quote among the account's symbols
+        "data_age_secs": pl.Float64(),  # fetched_at - last_tick_at
+        "error_code": pl.Int64(),  # last_error() of the first failed call
+        "error_kind": pl.String(),  # its type (terminal.errors), e.g. ipc_timeout, auth_failed
+        "breaker_state": pl.String(),  # closed | open | half_open after this cycle
+    }
+)
+
 SNAPSHOT_FRAMES: dict[str, pl.Schema] = {
     "accounts": ACCOUNTS,
     "positions": POSITIONS,

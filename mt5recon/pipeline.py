@@ -112,6 +112,19 @@ def _circuit_open(request: FetchRequest, breaker: breakers.Breaker) -> Snapshot:
     return failed_account(request, f"circuit open until {until} after: {breaker.last_error}")
 
 
+def with_breaker_states(health: pl.DataFrame, book: dict[int, breakers.Breaker], at: datetime) -> pl.DataFrame:
+    """The health rows with each terminal's breaker state after this cycle."""
+    states = pl.DataFrame(
+        {"login": list(book), "state": [b.visible_state(at) for b in book.values()]},
+        schema={"login": pl.Int64, "state": pl.String},
+    )
+    return (
+        health.join(states, on="login", how="left")
+        .with_columns(pl.col("state").fill_null("closed").alias("breaker_state"))
+        .select(list(frames.HEALTH))
+    )
+
+
 def advance_breakers(
     book: dict[int, breakers.Breaker],
     snapshot: Snapshot,
@@ -297,6 +310,7 @@ def cycle_tables(
     )
     return {
         "cycles": _with_cycle(cycle_id, cycles).select(list(tables.CYCLES)).cast(dict(tables.CYCLES)),  # type: ignore[arg-type]
+        "terminal_health": _with_cycle(cycle_id, snapshot.health),
         "account_snapshots": _with_cycle(cycle_id, validated.frames["accounts"]),
         "position_changes": _with_cycle(cycle_id, state.positions.changes),
         "current_positions": _with_cycle(cycle_id, state.positions.upserts),

@@ -21,9 +21,11 @@ class Snapshot:
     errors: dict[int, str] = field(default_factory=dict)
     # login -> the terminal's last_error() code of its first failed call (see terminal.errors)
     error_codes: dict[int, int] = field(default_factory=dict)
+    # per terminal: connected, latency, data age (frames.HEALTH); not one of the MT5 frames
+    health: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=frames.HEALTH))
 
     def frames(self) -> dict[str, pl.DataFrame]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("errors", "error_codes")}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in frames.SNAPSHOT_FRAMES}
 
     @classmethod
     def concat(cls, parts: list[Snapshot]) -> Snapshot:
@@ -33,4 +35,5 @@ class Snapshot:
         merged = {name: pl.concat([p.frames()[name] for p in parts], how="vertical") for name in frames.SNAPSHOT_FRAMES}
         errors = {login: err for p in parts for login, err in p.errors.items()}
         codes = {login: code for p in parts for login, code in p.error_codes.items()}
-        return cls(**merged, errors=errors, error_codes=codes)
+        health = pl.concat([p.health for p in parts], how="vertical")
+        return cls(**merged, errors=errors, error_codes=codes, health=health)

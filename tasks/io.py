@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,9 @@ def fetch_snapshots(
         concurrency=concurrency,
         book=book,
     )
-    save_book(breaker_book, pipeline.advance_breakers(book, snapshot, fleet, at=fetched_at))
-    return snapshot, fetch_ms
+    book = pipeline.advance_breakers(book, snapshot, fleet, at=fetched_at)
+    save_book(breaker_book, book)
+    return replace(snapshot, health=pipeline.with_breaker_states(snapshot.health, book, fetched_at)), fetch_ms
 
 
 @task(name="load-state", **IO_RETRY)

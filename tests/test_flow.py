@@ -66,6 +66,9 @@ def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monk
             "FROM position_changes, (SELECT min(cycle_id) AS min_cycle FROM cycles)"
         ).fetchone()
         current = reader.execute("SELECT count(*) FROM current_positions").fetchone()
+        health = reader.execute(
+            "SELECT count(*), count(*) FILTER (WHERE connected AND breaker_state = 'closed') FROM terminal_health"
+        ).fetchone()
     finally:
         reader.close()
     assert cycles == (20, 2)
@@ -73,6 +76,7 @@ def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monk
     assert events == [("observed",), ("opened",)]
     assert opened == first["positions"] and current == (second["positions"],), "first cycle: every position opened"
     assert later < second["positions"], "the second cycle writes changes only, not a copy of every position"
+    assert health == (20, 20), "every terminal's health, every cycle"
     use_in_process_fleet(None)
 
 

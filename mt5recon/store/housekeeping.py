@@ -23,6 +23,7 @@ from mt5recon.store.sqltext import identifier
 TIME_COLUMNS: dict[str, str] = {
     "cycles": "started_at",
     "account_snapshots": "fetched_at",
+    "terminal_health": "fetched_at",
     "position_changes": "changed_at",
     "expected_trade_changes": "changed_at",
     "quarantine": "quarantined_at",
@@ -35,6 +36,7 @@ _FINISHED_ONLY = {"breaks": "status IN ('resolved', 'dismissed')"}
 DEFAULT_DAYS: dict[str, int | None] = {
     "cycles": 90,
     "account_snapshots": 30,
+    "terminal_health": 30,
     "position_changes": 180,
     "expected_trade_changes": 180,
     "quarantine": 30,

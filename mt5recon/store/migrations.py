@@ -133,6 +133,11 @@ VIEWS: dict[str, str] = {
 }
 
 
+def _v4(catalog: str) -> list[str]:
+    """Terminal health per cycle: connected, latency, data age, error type, breaker state."""
+    return [create_table_sql(catalog, "terminal_health", STORE_TABLES["terminal_health"])]
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: its number, what it does, and its DDL for a given lake alias."""
@@ -146,6 +151,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "store tables, cycle ledger, schema version", _v1),
     Migration(2, "breaks and break events (divergences kept, no longer written)", _v2),
     Migration(3, "position and expected-trade change histories, bot table, daily views", _v3),
+    Migration(4, "terminal health per cycle", _v4),
 )
 
 LATEST = MIGRATIONS[-1].version

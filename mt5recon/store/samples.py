@@ -20,6 +20,7 @@ _CYCLE_ID_COLUMN = next(iter(CYCLE_ID))
 TYPICAL_ROWS: dict[str, int] = {
     "cycles": 10,
     "account_snapshots": 10,
+    "terminal_health": 10,
     "position_changes": 30,
     "current_positions": 30,
     "expected_trade_changes": 5,

@@ -31,6 +31,7 @@ CYCLES = pl.Schema(
 )
 
 ACCOUNT_SNAPSHOTS = pl.Schema({**CYCLE_ID, **frames.ACCOUNTS})
+TERMINAL_HEALTH = pl.Schema({**CYCLE_ID, **frames.HEALTH})
 
 # a position's identity and the fields whose change is recorded (TradePosition names)
 _POSITION = {
@@ -150,6 +151,7 @@ QUARANTINE = pl.Schema(
 STORE_TABLES: dict[str, pl.Schema] = {
     "cycles": CYCLES,
     "account_snapshots": ACCOUNT_SNAPSHOTS,
+    "terminal_health": TERMINAL_HEALTH,
     "position_changes": POSITION_CHANGES,
     "current_positions": CURRENT_POSITIONS,
     "expected_trade_changes": EXPECTED_TRADE_CHANGES,

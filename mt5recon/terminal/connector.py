@@ -7,6 +7,7 @@ milliseconds since epoch in the broker server's clock; `server_offset_secs` turn
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ import polars as pl
 from mt5recon import frames
 from mt5recon.snapshot import Snapshot
 from mt5recon.terminal.api import MT5Api
+from mt5recon.terminal.errors import error_for
 
 # frame name -> the record fields it carries (everything except the snapshot keys)
 _RECORD_COLUMNS = {
@@ -87,6 +89,8 @@ def fetch_account(api: MT5Api, request: FetchRequest) -> Snapshot:
             codes.append(code)
         return result
 
+    started = time.perf_counter()
+    terminal = api.terminal_info()
     account = call("account_info", api.account_info())
     positions = call("positions_get", api.positions_get()) if account is not None else None
     orders = call("orders_get", api.orders_get()) if account is not None else None
@@ -111,8 +115,10 @@ def fetch_account(api: MT5Api, request: FetchRequest) -> Snapshot:
     tick_frame = records_to_frame("ticks", [t for _, t in ticks], **keys).with_columns(
         pl.Series("symbol", [n for n, _ in ticks], dtype=pl.String)
     )
+    health = _health(request, terminal, account, tick_frame, codes, (time.perf_counter() - started) * 1000)
     return Snapshot(
         accounts=accounts,
+        health=health,
         positions=records_to_frame("positions", positions or (), **keys),
         orders=records_to_frame("orders", orders or (), **keys),
         deals=records_to_frame("deals", deals or (), **keys),
@@ -148,6 +154,33 @@ def _account_frame(account: Any, positions: Any, orders: Any, deals: Any, keys: 
     )
 
 
+def _health(
+    request: FetchRequest, terminal: Any, account: Any, ticks: pl.DataFrame, codes: list[int], calls_ms: float
+) -> pl.DataFrame:
+    """One row of frames.HEALTH for this terminal and cycle (breaker_state is filled in later)."""
+    last_tick = ticks["time_msc"].max() if ticks.height else None
+    fetched = request.fetched_at
+    code = codes[0] if codes else None
+    row = {
+        "login": request.login,
+        "fetched_at": fetched,
+        "connected": bool(terminal.connected) if terminal is not None else None,
+        "trade_allowed": (
+            bool(terminal.trade_allowed and account.trade_allowed and account.trade_expert)
+            if terminal is not None and account is not None
+            else None
+        ),
+        "ping_ms": terminal.ping_last / 1000.0 if terminal is not None else None,
+        "calls_ms": calls_ms,
+        "last_tick_at": last_tick,
+        "data_age_secs": (fetched - last_tick).total_seconds() if isinstance(last_tick, datetime) else None,
+        "error_code": code,
+        "error_kind": error_for(code, "").name if code is not None else None,
+        "breaker_state": None,
+    }
+    return pl.DataFrame([row], schema=frames.HEALTH)
+
+
 def failed_account(request: FetchRequest, error: str, code: int | None = None) -> Snapshot:
     """The snapshot of an account whose terminal could not even be reached."""
     frame = pl.DataFrame({"login": [request.login]}, schema={"login": pl.Int64}).with_columns(
@@ -157,8 +190,20 @@ def failed_account(request: FetchRequest, error: str, code: int | None = None) -
     accounts = frame.select(
         [(pl.col(c) if c in frame.columns else pl.lit(None)).cast(d).alias(c) for c, d in frames.ACCOUNTS.items()]
     )
+    health = pl.DataFrame(
+        [
+            {
+                "login": request.login,
+                "fetched_at": request.fetched_at,
+                "error_code": code,
+                "error_kind": error_for(code, "").name if code is not None else "unreachable",
+            }
+        ],
+        schema=frames.HEALTH,
+    )
     return Snapshot(
         accounts=accounts,
+        health=health,
         errors={request.login: error},
         error_codes={} if code is None else {request.login: code},
     )
