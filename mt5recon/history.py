@@ -101,7 +101,10 @@ def track(
 def positions_now(positions: pl.DataFrame, matches: pl.DataFrame) -> pl.DataFrame:
     """Validated positions keyed by login:identifier, with the bot trade(s) matched to each."""
     matched = matches.group_by("login", "ticket").agg(
-        pl.col("trade_id").sort().str.join(",").alias("trade_id"), pl.col("stage").first()
+        pl.col("trade_id").sort().str.join(",").alias("trade_id"),
+        pl.col("stage").first(),
+        pl.col("price_diff_pips").first().alias("match_price_pips"),
+        pl.col("volume_ratio").first().alias("match_volume_ratio"),
     )
     return positions.join(matched, on=["login", "ticket"], how="left").with_columns(
         pl.format("{}:{}", pl.col("login"), pl.col("identifier")).alias("position_key")

@@ -17,7 +17,16 @@ from mt5recon import history
 from mt5recon.store.stored_state import POSITIONS_SCHEMA, TRADES_SCHEMA
 
 LATER = NOW + timedelta(seconds=10)
-NO_MATCHES = pl.DataFrame(schema={"login": pl.Int64, "ticket": pl.Int64, "trade_id": pl.String, "stage": pl.String})
+NO_MATCHES = pl.DataFrame(
+    schema={
+        "login": pl.Int64,
+        "ticket": pl.Int64,
+        "trade_id": pl.String,
+        "stage": pl.String,
+        "price_diff_pips": pl.Float64,
+        "volume_ratio": pl.Float64,
+    }
+)
 NO_QUARANTINE = pl.DataFrame(schema={"login": pl.Int64, "identifier": pl.Int64})
 
 
@@ -88,7 +97,15 @@ CASES = [
         [("changed", "trade_id,stage")],
         options={
             "matches": pl.DataFrame(
-                {"login": [1], "ticket": [10], "trade_id": ["t1"], "stage": ["tag"]}, schema=NO_MATCHES.schema
+                {
+                    "login": [1],
+                    "ticket": [10],
+                    "trade_id": ["t1"],
+                    "stage": ["tag"],
+                    "price_diff_pips": [0.4],
+                    "volume_ratio": [1.0],
+                },
+                schema=NO_MATCHES.schema,
             )
         },
     ),

@@ -134,8 +134,16 @@ VIEWS: dict[str, str] = {
 
 
 def _v4(catalog: str) -> list[str]:
-    """Terminal health per cycle: connected, latency, data age, error type, breaker state."""
-    return [create_table_sql(catalog, "terminal_health", STORE_TABLES["terminal_health"])]
+    """Terminal health per cycle (connected, latency, data age, error type, breaker state), and
+    each position's distance from its matched bot trade."""
+    lake = identifier(catalog)
+    statements = [create_table_sql(catalog, "terminal_health", STORE_TABLES["terminal_health"])]
+    for table in ("position_changes", "current_positions"):
+        for column in ("match_price_pips", "match_volume_ratio"):
+            statements.append(
+                f"ALTER TABLE {lake}.{identifier(table)} ADD COLUMN IF NOT EXISTS {identifier(column)} DOUBLE"
+            )
+    return statements
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,10 @@ _POSITION = {
     # the bot trade matched to it, and by which stage (null: unknown position)
     "trade_id": pl.String(),
     "stage": pl.String(),
+    # how far the pair is apart: |broker - bot price| in pips, broker / bot volume (not tracked: a
+    # netting average moves with every fill; the values are those of the row's change)
+    "match_price_pips": pl.Float64(),
+    "match_volume_ratio": pl.Float64(),
 }
 # what changed: opened | changed | closed, the tracked fields that changed, and when it was seen
 _CHANGE = {"change": pl.String(), "changed_fields": pl.String(), "changed_at": frames.UTC_US}
