@@ -102,6 +102,9 @@ class FleetConfig(BaseModel):
     breaks: BreakPolicy = BreakPolicy()
     # per terminal: open after repeated failures, probe again after a (doubling) cooldown
     breaker: BreakerPolicy = BreakerPolicy()
+    # a terminal still answering after this long is this cycle's timeout, so one hung terminal
+    # never holds up the others or the 10-second cadence
+    fetch_deadline_secs: float = Field(default=6.0, gt=0)
     # store retention per table and time-travel window, applied by the housekeeping flow
     housekeeping: Retention = Retention()
     simulator: SimulatorConfig = SimulatorConfig()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -22,6 +22,7 @@ from mt5recon.snapshot import Snapshot
 from mt5recon.store import tables
 from mt5recon.store.stored_state import StoredState
 from mt5recon.terminal import breaker as breakers
+from mt5recon.terminal import constants
 from mt5recon.terminal.api import MT5Api
 from mt5recon.terminal.connector import FetchRequest, failed_account, fetch_account
 from mt5recon.terminal.errors import is_transient
@@ -71,6 +72,7 @@ def fetch_fleet(
     open_since: dict[int, datetime] | None = None,
     concurrency: int = 16,
     book: dict[int, breakers.Breaker] | None = None,
+    deadline_secs: float | None = None,
 ) -> tuple[Snapshot, float]:
     """Snapshot every account in parallel (bounded); returns the snapshot and the fetch time in ms.
 
@@ -102,9 +104,32 @@ def fetch_fleet(
     calling = [(a, r) for a, r in requests if breakers.allows(book.get(a.login, breakers.Breaker()), fetched_at)]
     parts = [_circuit_open(r, book[a.login]) for a, r in resting]
     if calling:
-        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(calling)))) as pool:
-            parts += list(pool.map(lambda pair: _fetch_one(pair[0], open_terminal, pair[1]), calling))
+        parts += _fan_out(calling, open_terminal, concurrency, deadline_secs)
     return Snapshot.concat(parts), (time.perf_counter() - started) * 1000
+
+
+def _fan_out(
+    calling: list[tuple[AccountConfig, FetchRequest]],
+    open_terminal: TerminalOpener,
+    concurrency: int,
+    deadline_secs: float | None,
+) -> list[Snapshot]:
+    """Fetch in parallel (bounded). A terminal still busy at the deadline is this cycle's IPC
+    timeout: its account is reported failed and whatever it returns later is dropped, never mixed
+    into another cycle; the other accounts are not held up by it."""
+    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(calling))))
+    futures = {pool.submit(_fetch_one, account, open_terminal, request): request for account, request in calling}
+    done, late = wait(futures, timeout=deadline_secs)
+    pool.shutdown(wait=False, cancel_futures=True)
+    parts = [future.result() for future in futures if future in done]
+    for future in late:
+        request = futures[future]
+        parts.append(
+            failed_account(
+                request, f"fetch deadline of {deadline_secs:g} s exceeded", constants.RES_E_INTERNAL_FAIL_TIMEOUT
+            )
+        )
+    return parts
 
 
 def _circuit_open(request: FetchRequest, breaker: breakers.Breaker) -> Snapshot:

@@ -63,6 +63,7 @@ def fetch_snapshots(
         open_since=pipeline.earliest_open_by_login(expected_raw),
         concurrency=concurrency,
         book=book,
+        deadline_secs=fleet.fetch_deadline_secs,
     )
     book = pipeline.advance_breakers(book, snapshot, fleet, at=fetched_at)
     save_book(breaker_book, book)

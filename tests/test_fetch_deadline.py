@@ -1,0 +1,36 @@
+"""A terminal that hangs past the cycle's fetch deadline: its account is that cycle's IPC timeout,
+the other accounts are fetched on time, and its late answer never enters the cycle."""
+
+from __future__ import annotations
+
+import polars as pl
+from sim_cycle import sim_fleet_config
+
+from mt5recon import pipeline
+from mt5recon.terminal import constants as c
+from mt5recon.terminal.factory import open_terminal
+from mt5recon.terminal.sim_host import use_in_process_fleet
+from mt5recon.terminal.simulator.clock import WallClock
+from mt5recon.terminal.simulator.fleet import SimFleet
+
+
+def test_a_hung_terminal_times_out_alone() -> None:
+    sim = SimFleet.quiet(clock=WallClock(), accounts=4)
+    fleet = sim_fleet_config(sim).model_copy(update={"fetch_deadline_secs": 0.8})
+    sim.account(5002).fail_timeout(calls=1, delay_secs=2.5, methods={"positions_get"})  # blocks for real
+    use_in_process_fleet(sim)
+    try:
+        snapshot, _ = pipeline.fetch_fleet(
+            fleet, fetched_at=sim.now(), open_terminal=open_terminal, deadline_secs=fleet.fetch_deadline_secs
+        )
+        book = pipeline.advance_breakers({}, snapshot, fleet, at=sim.now())
+    finally:
+        use_in_process_fleet(None)
+    accounts = snapshot.accounts.sort("login")
+    assert accounts.filter(pl.col("login") != 5002)["positions_ok"].all(), "the others were fetched"
+    hung = accounts.filter(pl.col("login") == 5002).row(0, named=True)
+    assert not hung["positions_ok"] and not hung["account_ok"], "reported failed, never flat"
+    assert snapshot.error_codes[5002] == c.RES_E_INTERNAL_FAIL_TIMEOUT
+    assert "deadline" in snapshot.errors[5002], "the fetch returned while the terminal was still busy"
+    assert snapshot.positions.filter(pl.col("login") == 5002).height == 0, "no late rows in this cycle"
+    assert book[5002].failures == 1 and book[5002].state == "closed", "a transient failure counts toward the breaker"
