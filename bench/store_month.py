@@ -55,8 +55,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from bench.draws import pick, round_to_digits, uniform
 from bench.recon_engine import load_average, machine_lines, table
-from bench.synthetic_fleet import INSTRUMENTS
+from bench.synthetic_fleet import INSTRUMENTS, instruments
 from mt5recon import frames as mt5frames
 from mt5recon.store import migrations
 from mt5recon.store.lake import Store, StoreConfig, open_reader
@@ -64,6 +65,7 @@ from mt5recon.store.sqltext import identifier
 from mt5recon.store.tables import STATE_KEYS, STORE_TABLES
 
 CYCLE_SECS = 10
+DIGITS = [spec[1] for spec in INSTRUMENTS]
 CYCLES_PER_DAY = 86_400 // CYCLE_SECS
 FLEET = "bench"
 LOGIN_BASE = 5_000_000
@@ -93,45 +95,6 @@ EVENT_NAMES = ["observed", "opened", "reopened", "resolved", "dismissed"]
 
 
 # ---------------------------------------------------------------- draws and small helpers
-
-
-def _u(key: pl.Expr, seed: int, stream: int) -> pl.Expr:
-    """A uniform draw in [0, 1) per row, a pure function of (key, seed, stream)."""
-    hashed = key.hash(seed=(seed * 1_000_003 + stream * 7_919) % (1 << 62))
-    return (hashed % (1 << 53)).cast(pl.Float64) / float(1 << 53)
-
-
-def _pick(draw: pl.Expr, shares: list[float]) -> pl.Expr:
-    """Index of the bucket `draw` falls in, buckets sized by `shares` (summing to 1)."""
-    expr: pl.Expr = pl.lit(len(shares) - 1)
-    bound = 1.0 - shares[-1]
-    for i in range(len(shares) - 2, -1, -1):
-        expr = pl.when(draw >= bound).then(expr).otherwise(pl.lit(i))
-        bound -= shares[i]
-    return expr.cast(pl.Int32)
-
-
-def _round_to_digits(price: pl.Expr) -> pl.Expr:
-    out: pl.Expr = price
-    for d in sorted({spec[1] for spec in INSTRUMENTS}):
-        out = pl.when(pl.col("digits") == d).then(price.round(d)).otherwise(out)
-    return out
-
-
-def _instruments() -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "sym": list(range(len(INSTRUMENTS))),
-            "instrument": [s[0] for s in INSTRUMENTS],
-            "digits": [s[1] for s in INSTRUMENTS],
-            "point": [s[2] for s in INSTRUMENTS],
-            "money_per_unit": [s[3] * s[7] for s in INSTRUMENTS],  # contract size x USD per profit unit
-            "base_price": [s[5] for s in INSTRUMENTS],
-        },
-        schema_overrides={"sym": pl.Int32, "digits": pl.Int32},
-    ).with_columns(
-        pl.when(pl.col("digits").is_in([3, 5])).then(pl.col("point") * 10).otherwise(pl.col("point")).alias("pip")
-    )
 
 
 def _suffixes() -> pl.DataFrame:
@@ -230,14 +193,14 @@ class Simulation:
     def _plan_positions(self) -> pl.DataFrame:
         seed, slots = self.seed, self.accounts * self.slots
         per_slot = self.horizon // MIN_LIFE + 3
-        life = (MIN_LIFE + (_u(pl.col("g"), seed, 1) * (MAX_LIFE - MIN_LIFE + 1)).floor()).cast(pl.Int64)
-        gap = (_u(pl.col("g"), seed, 2) * (MAX_GAP + 1)).floor().cast(pl.Int64)
+        life = (MIN_LIFE + (uniform(pl.col("g"), seed, 1) * (MAX_LIFE - MIN_LIFE + 1)).floor()).cast(pl.Int64)
+        gap = (uniform(pl.col("g"), seed, 2) * (MAX_GAP + 1)).floor().cast(pl.Int64)
         grid = (
             pl.DataFrame({"g": pl.int_range(slots * per_slot, eager=True, dtype=pl.Int64)})
             .with_columns((pl.col("g") // per_slot).alias("slot"), life.alias("life"), gap.alias("gap"))
             .with_columns(
                 # a slot's first position opened up to a life + gap before the start: the fleet is in steady state
-                (-(_u(pl.col("slot"), seed, 3) * (MAX_LIFE + MAX_GAP)).floor().cast(pl.Int64)).alias("offset"),
+                (-(uniform(pl.col("slot"), seed, 3) * (MAX_LIFE + MAX_GAP)).floor().cast(pl.Int64)).alias("offset"),
                 (pl.col("life") + pl.col("gap")).alias("span"),
             )
             .with_columns(
@@ -250,7 +213,7 @@ class Simulation:
             .with_columns(pl.col("pos_id").cast(pl.Int64))
         )
         key = pl.col("pos_id")
-        u = {name: _u(key, seed, 10 + i) for i, name in enumerate(POSITION_DRAWS)}
+        u = {name: uniform(key, seed, 10 + i) for i, name in enumerate(POSITION_DRAWS)}
         side = pl.when(pl.col("type") == 0).then(1.0).otherwise(-1.0)
         bot = pl.col("kind") == BOT
         volumes = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
@@ -262,18 +225,22 @@ class Simulation:
                 (pl.col("slot") // self.slots).alias("a"),
                 ((pl.col("slot") // self.slots) % len(SUFFIXES)).alias("suffix_idx"),
                 pl.max_horizontal(pl.col("open"), pl.lit(0)).alias("open_seen"),
-                _pick(u["kind"], [1 - MANUAL_SHARE - OTHER_EA_SHARE, MANUAL_SHARE, OTHER_EA_SHARE]).alias("kind"),
-                _pick(u["symbol"], [s[6] for s in INSTRUMENTS]).alias("sym"),
+                pick(u["kind"], [1 - MANUAL_SHARE - OTHER_EA_SHARE, MANUAL_SHARE, OTHER_EA_SHARE]).alias("kind"),
+                pick(u["symbol"], [s[6] for s in INSTRUMENTS]).alias("sym"),
                 pl.when(u["side"] < 0.5).then(0).otherwise(1).cast(pl.Int32).alias("type"),
                 volume.alias("v0"),
-                _pick(u["stage"], [1 - TAG_SHARE - FUZZY_SHARE, TAG_SHARE, FUZZY_SHARE]).alias("stage_code"),
+                pick(u["stage"], [1 - TAG_SHARE - FUZZY_SHARE, TAG_SHARE, FUZZY_SHARE]).alias("stage_code"),
                 (u["edits"] * (MAX_EDITS + 1)).floor().cast(pl.Int64).alias("n_edits"),
             )
-            .join(_instruments(), on="sym", how="left")
+            .join(
+                instruments().select("sym", "instrument", "digits", "point", "money_per_unit", "base_price", "pip"),
+                on="sym",
+                how="left",
+            )
             .with_columns(
                 (pl.col("a") + LOGIN_BASE).alias("login"),
                 (pl.col("pos_id") + IDENTIFIER_BASE).alias("identifier"),
-                _round_to_digits(pl.col("base_price") * (1 + (u["price"] - 0.5) * 0.04)).alias("price_open"),
+                round_to_digits(pl.col("base_price") * (1 + (u["price"] - 0.5) * 0.04), DIGITS).alias("price_open"),
                 # signed slippage in pips (> 0 adverse) of the bot trades that slipped
                 pl.when(bot & (u["slip"] < SLIPPAGE_SHARE))
                 .then(
@@ -299,11 +266,16 @@ class Simulation:
             .with_columns((pl.col("instrument") + pl.col("suffix")).alias("broker_symbol"))
         )
         planned = planned.with_columns(
-            _round_to_digits(pl.col("price_open") - side * (20 + u["sl"] * 30) * pl.col("pip")).alias("sl0"),
-            _round_to_digits(pl.col("price_open") + side * (30 + u["tp"] * 70) * pl.col("pip")).alias("tp0"),
-            _round_to_digits(pl.col("price_open") - side * pl.col("slip").fill_null(0.0) * pl.col("pip")).alias(
-                "price_expected"
-            ),
+            round_to_digits(
+                pl.col("price_open") - side * (20 + u["sl"] * 30) * pl.col("pip"), (spec[1] for spec in INSTRUMENTS)
+            ).alias("sl0"),
+            round_to_digits(
+                pl.col("price_open") + side * (30 + u["tp"] * 70) * pl.col("pip"), (spec[1] for spec in INSTRUMENTS)
+            ).alias("tp0"),
+            round_to_digits(
+                pl.col("price_open") - side * pl.col("slip").fill_null(0.0) * pl.col("pip"),
+                (spec[1] for spec in INSTRUMENTS),
+            ).alias("price_expected"),
             side.alias("side"),
             pl.when(bot)
             .then(pl.format("bt{}", (key.hash(seed=seed + 99) % 10_000_000_000_000).cast(pl.String)))
@@ -339,8 +311,8 @@ class Simulation:
         seed, pos = self.seed, self.positions
         key = pl.col("pos_id") * 8 + pl.col("i")
         span = pl.col("close") - pl.col("open_seen")
-        frac = (pl.col("i") + 0.5 + (_u(key, seed, 40) - 0.5) * 0.6) / pl.col("n_edits")
-        what = _u(key, seed, 41)
+        frac = (pl.col("i") + 0.5 + (uniform(key, seed, 40) - 0.5) * 0.6) / pl.col("n_edits")
+        what = uniform(key, seed, 41)
         edits = (
             pos.filter(pl.col("n_edits") > 0)
             .select("pos_id", "kind", "open_seen", "close", "n_edits", "v0")
@@ -375,10 +347,10 @@ class Simulation:
                 pl.when(
                     (pl.col("kind") == BOT)
                     & ~pl.col("e_vol")
-                    & (_u(key, seed, 42) < EDIT_LAG_SHARE)
+                    & (uniform(key, seed, 42) < EDIT_LAG_SHARE)
                     & (pl.col("k") - 3 > pl.col("open_seen"))
                 )
-                .then(1 + (_u(key, seed, 43) * 3).floor().cast(pl.Int64))
+                .then(1 + (uniform(key, seed, 43) * 3).floor().cast(pl.Int64))
                 .otherwise(0)
                 .alias("lag"),
             )
@@ -465,10 +437,10 @@ class Simulation:
             pl.DataFrame({"a": pl.int_range(self.accounts, eager=True, dtype=pl.Int64)})
             .join(pl.DataFrame({"day": pl.int_range(days, eager=True, dtype=pl.Int64)}), how="cross")
             .with_columns(
-                (pl.col("day") * CYCLES_PER_DAY + (_u(key, self.seed, 60) * (CYCLES_PER_DAY - 10)).floor())
+                (pl.col("day") * CYCLES_PER_DAY + (uniform(key, self.seed, 60) * (CYCLES_PER_DAY - 10)).floor())
                 .cast(pl.Int64)
                 .alias("start"),
-                (1 + (_u(key, self.seed, 61) * 3).floor()).cast(pl.Int64).alias("length"),
+                (1 + (uniform(key, self.seed, 61) * 3).floor()).cast(pl.Int64).alias("length"),
             )
             .with_columns((pl.col("start") + pl.col("length")).alias("end"))
             .filter(pl.col("start") < self.horizon)
@@ -737,12 +709,12 @@ class Simulation:
         ok = ~pl.col("failed")
         per_cycle = ks.select(
             "_k",
-            (600 + _u(pl.col("_k"), seed, 70) * 900).round(3).alias("fetch_ms"),
-            (40 + _u(pl.col("_k"), seed, 71) * 60).round(3).alias("reconcile_ms"),
-            (1_600 + (_u(pl.col("_k"), seed, 72) * 900).floor()).cast(pl.Int64).alias("finish_ms"),
+            (600 + uniform(pl.col("_k"), seed, 70) * 900).round(3).alias("fetch_ms"),
+            (40 + uniform(pl.col("_k"), seed, 71) * 60).round(3).alias("reconcile_ms"),
+            (1_600 + (uniform(pl.col("_k"), seed, 72) * 900).floor()).cast(pl.Int64).alias("finish_ms"),
         )
         grid = grid.join(per_cycle, on="_k", how="left", maintain_order="left")
-        positions = pl.lit(self.slots) - (_u(pl.col("ka"), seed, 73) * 4).floor().cast(pl.Int64)
+        positions = pl.lit(self.slots) - (uniform(pl.col("ka"), seed, 73) * 4).floor().cast(pl.Int64)
         cycles = grid.select(
             "_k",
             "login",
@@ -753,7 +725,10 @@ class Simulation:
             pl.when(ok).then(positions).otherwise(0).alias("positions"),
             pl.when(ok).then(positions - 1).otherwise(0).alias("expected_open"),
             pl.when(ok).then(positions - 1).otherwise(0).alias("matched"),
-            pl.when(ok).then((_u(pl.col("ka"), seed, 74) * 9).floor().cast(pl.Int64)).otherwise(1).alias("divergences"),
+            pl.when(ok)
+            .then((uniform(pl.col("ka"), seed, 74) * 9).floor().cast(pl.Int64))
+            .otherwise(1)
+            .alias("divergences"),
             pl.lit(0).alias("quarantined"),
             "fetch_ms",
             "reconcile_ms",
@@ -762,18 +737,20 @@ class Simulation:
         step = pl.col("_k") // 48
         balance = (
             5_000
-            + _u(pl.col("a"), seed, 80) * 95_000
-            + step * (_u(pl.col("a"), seed, 81) - 0.45) * 8
-            + (_u(pl.col("a") * 1_000_000 + step, seed, 82) - 0.5) * 60
+            + uniform(pl.col("a"), seed, 80) * 95_000
+            + step * (uniform(pl.col("a"), seed, 81) - 0.45) * 8
+            + (uniform(pl.col("a") * 1_000_000 + step, seed, 82) - 0.5) * 60
         ).round(2)
-        profit = ((_u(pl.col("ka"), seed, 83) - 0.5) * 0.04 * balance).round(2)
-        margin = (balance * (0.05 + 0.1 * _u(pl.col("a") * 1_000_000 + pl.col("_k") // 30, seed, 84))).round(2)
+        profit = ((uniform(pl.col("ka"), seed, 83) - 0.5) * 0.04 * balance).round(2)
+        margin = (balance * (0.05 + 0.1 * uniform(pl.col("a") * 1_000_000 + pl.col("_k") // 30, seed, 84))).round(2)
         snapshots = grid.with_columns(balance.alias("balance"), profit.alias("profit"), margin.alias("margin")).select(
             "_k",
             "login",
-            self.ts(pl.col("_k"), 50 + (_u(pl.col("a"), seed, 85) * 800).floor().cast(pl.Int64)).alias("fetched_at"),
+            self.ts(pl.col("_k"), 50 + (uniform(pl.col("a"), seed, 85) * 800).floor().cast(pl.Int64)).alias(
+                "fetched_at"
+            ),
             pl.lit(0).alias("trade_mode"),
-            pl.when(_u(pl.col("a"), seed, 86) < 0.5).then(100).otherwise(500).alias("leverage"),
+            pl.when(uniform(pl.col("a"), seed, 86) < 0.5).then(100).otherwise(500).alias("leverage"),
             pl.lit(200).alias("limit_orders"),
             pl.lit(0).alias("margin_so_mode"),
             pl.lit(True).alias("trade_allowed"),
@@ -797,7 +774,10 @@ class Simulation:
             pl.lit(0.0).alias("commission_blocked"),
             pl.format("Account {}", pl.col("login")).alias("name"),
             pl.format("Broker-Live{}", pl.col("a") % 4).alias("server"),
-            pl.when(_u(pl.col("a"), seed, 87) < 0.9).then(pl.lit("USD")).otherwise(pl.lit("EUR")).alias("currency"),
+            pl.when(uniform(pl.col("a"), seed, 87) < 0.9)
+            .then(pl.lit("USD"))
+            .otherwise(pl.lit("EUR"))
+            .alias("currency"),
             pl.lit("Broker Markets Ltd").alias("company"),
             pl.lit(True).alias("account_ok"),
             ok.alias("positions_ok"),
@@ -810,8 +790,12 @@ class Simulation:
     def _levels() -> list[pl.Expr]:
         step = 5 * pl.col("pip")
         return [
-            _round_to_digits(pl.col("sl0") + pl.col("side") * pl.col("n_sl") * step).alias("sl"),
-            _round_to_digits(pl.col("tp0") + pl.col("side") * pl.col("n_tp") * step).alias("tp"),
+            round_to_digits(
+                pl.col("sl0") + pl.col("side") * pl.col("n_sl") * step, (spec[1] for spec in INSTRUMENTS)
+            ).alias("sl"),
+            round_to_digits(
+                pl.col("tp0") + pl.col("side") * pl.col("n_tp") * step, (spec[1] for spec in INSTRUMENTS)
+            ).alias("tp"),
             (pl.col("v0") / (2 ** pl.col("n_vol"))).round(2).clip(lower_bound=0.01).alias("volume"),
         ]
 
@@ -838,10 +822,10 @@ class Simulation:
         ]
 
     def _position_changes(self, pev: pl.DataFrame) -> pl.DataFrame:
-        move = (_u(pl.col("pos_id") * 1_000_000 + pl.col("k"), self.seed, 90) - 0.45) * 40 * pl.col("pip")
+        move = (uniform(pl.col("pos_id") * 1_000_000 + pl.col("k"), self.seed, 90) - 0.45) * 40 * pl.col("pip")
         return (
             pev.with_columns(*self._levels())
-            .with_columns(_round_to_digits(pl.col("price_open") + move).alias("price_current"))
+            .with_columns(round_to_digits(pl.col("price_open") + move, DIGITS).alias("price_current"))
             .select(
                 "_k",
                 pl.col("change").replace_strict(
@@ -993,18 +977,20 @@ class Simulation:
         seed = self.seed
         key = pl.col("_k") * 8 + pl.col("i")
         return (
-            ks.filter(_u(pl.col("_k"), seed, 100) < QUARANTINE_SHARE)
-            .with_columns(pl.int_ranges(0, 1 + (_u(pl.col("_k"), seed, 101) * 3).floor().cast(pl.Int64)).alias("i"))
+            ks.filter(uniform(pl.col("_k"), seed, 100) < QUARANTINE_SHARE)
+            .with_columns(
+                pl.int_ranges(0, 1 + (uniform(pl.col("_k"), seed, 101) * 3).floor().cast(pl.Int64)).alias("i")
+            )
             .explode("i")
             .with_columns(
-                (LOGIN_BASE + (_u(key, seed, 102) * self.accounts).floor().cast(pl.Int64)).alias("login"),
+                (LOGIN_BASE + (uniform(key, seed, 102) * self.accounts).floor().cast(pl.Int64)).alias("login"),
                 (IDENTIFIER_BASE + 90_000_000 + key).alias("ticket"),
             )
             .select(
                 "_k",
                 pl.lit("positions").alias("frame"),
                 "login",
-                (_u(key, seed, 103) * self.slots).floor().cast(pl.Int64).alias("row_index"),
+                (uniform(key, seed, 103) * self.slots).floor().cast(pl.Int64).alias("row_index"),
                 pl.lit("unknown symbol: XAUUSD.x is not in the symbol map").alias("reason"),
                 pl.concat_str(
                     pl.lit('{"login": '),

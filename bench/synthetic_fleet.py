@@ -31,7 +31,9 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from bench.draws import pick, round_to_digits, uniform
 from mt5recon import frames
+from mt5recon.recon.instruments import pip_size
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 
@@ -86,35 +88,12 @@ NETTING_OTHER_EA_SHARE = 0.05
 REASON_CLIENT, REASON_EXPERT, REASON_SL, REASON_TP, REASON_SO = 0, 3, 4, 5, 6
 ENTRY_IN, ENTRY_OUT = 0, 1
 
+DIGITS = [spec[1] for spec in INSTRUMENTS]
 FRAME_NAMES = ("accounts", "positions", "deals", "symbols", "expected_trades")
 
 
-def _uniform(column: str, seed: int, stream: int) -> pl.Expr:
-    """A uniform draw in [0, 1) per row, a pure function of (row key, seed, stream)."""
-    hashed = pl.col(column).hash(seed=(seed * 1_000_003 + stream * 7_919) % (1 << 62))
-    return (hashed % (1 << 53)).cast(pl.Float64) / float(1 << 53)
-
-
-def _pick(draw: pl.Expr, shares: list[float]) -> pl.Expr:
-    """Index of the bucket `draw` falls in, buckets sized by `shares` (which sum to 1)."""
-    expr: pl.Expr = pl.lit(len(shares) - 1)
-    bound = 1.0 - shares[-1]
-    for i in range(len(shares) - 2, -1, -1):
-        expr = pl.when(draw >= bound).then(expr).otherwise(pl.lit(i))
-        bound -= shares[i]
-    return expr.cast(pl.Int32)
-
-
-def _round_price(price: pl.Expr) -> pl.Expr:
-    """Round to the instrument's digits (column `digits`), the way quotes arrive."""
-    digits = sorted({spec[1] for spec in INSTRUMENTS})
-    expr: pl.Expr = price
-    for d in digits:
-        expr = pl.when(pl.col("digits") == d).then(price.round(d)).otherwise(expr)
-    return expr
-
-
-def _instruments() -> pl.DataFrame:
+def instruments() -> pl.DataFrame:
+    """One row per instrument of INSTRUMENTS with its pip size and money per price unit per lot (USD)."""
     return pl.DataFrame(
         {
             "sym": list(range(len(INSTRUMENTS))),
@@ -128,7 +107,8 @@ def _instruments() -> pl.DataFrame:
         },
         schema_overrides={"sym": pl.Int32, "digits": pl.Int32},
     ).with_columns(
-        pl.when(pl.col("digits").is_in([3, 5])).then(pl.col("point") * 10).otherwise(pl.col("point")).alias("pip")
+        pip_size(pl.col("digits"), pl.col("point")).alias("pip"),
+        (pl.col("contract") * pl.col("usd_rate")).alias("money_per_unit"),
     )
 
 
@@ -142,14 +122,14 @@ def _accounts(n: int, seed: int, netting_share: float) -> pl.DataFrame:
         pl.DataFrame({"a": pl.int_range(0, n, eager=True)})
         .with_columns(
             (pl.col("a") + LOGIN_BASE).alias("login"),
-            (_uniform("a", seed, 1) < netting_share).alias("netting"),
-            _pick(_uniform("a", seed, 2), [s for _, s in SUFFIXES]).cast(pl.Int64).alias("suffix_idx"),
+            (uniform("a", seed, 1) < netting_share).alias("netting"),
+            pick(uniform("a", seed, 2), [s for _, s in SUFFIXES]).cast(pl.Int64).alias("suffix_idx"),
             (pl.col("a") + BOT_MAGIC_BASE).alias("bot_magic"),
             (pl.col("a") % 7 + OTHER_EA_MAGIC_BASE).alias("other_magic"),
-            (_uniform("a", seed, 3) < 0.3).alias("long_ids"),
-            (_uniform("a", seed, 4) >= 0.01).alias("deals_ok"),
-            (1_000.0 + _uniform("a", seed, 5) * 99_000.0).round(2).alias("balance"),
-            _uniform("a", seed, 6).alias("u_foreign"),
+            (uniform("a", seed, 3) < 0.3).alias("long_ids"),
+            (uniform("a", seed, 4) >= 0.01).alias("deals_ok"),
+            (1_000.0 + uniform("a", seed, 5) * 99_000.0).round(2).alias("balance"),
+            uniform("a", seed, 6).alias("u_foreign"),
         )
         .join(suffixes, on="suffix_idx", how="left")
     )
@@ -157,10 +137,10 @@ def _accounts(n: int, seed: int, netting_share: float) -> pl.DataFrame:
 
 def _slots(accounts: pl.DataFrame, per_account: int, seed: int) -> pl.DataFrame:
     """One row per bot trade or foreign position with every draw it needs."""
-    hedging_symbols = _pick(_uniform("s", seed, 11), [s[6] for s in INSTRUMENTS])
-    netting_symbols = (_uniform("s", seed, 12) * NETTING_INSTRUMENTS).floor().cast(pl.Int32)
-    hedging_kind = _pick(
-        _uniform("s", seed, 13),
+    hedging_symbols = pick(uniform("s", seed, 11), [s[6] for s in INSTRUMENTS])
+    netting_symbols = (uniform("s", seed, 12) * NETTING_INSTRUMENTS).floor().cast(pl.Int32)
+    hedging_kind = pick(
+        uniform("s", seed, 13),
         [
             1 - CLOSED_SHARE - MISSING_SHARE - MANUAL_SHARE - OTHER_EA_SHARE,
             CLOSED_SHARE,
@@ -169,7 +149,7 @@ def _slots(accounts: pl.DataFrame, per_account: int, seed: int) -> pl.DataFrame:
             OTHER_EA_SHARE,
         ],
     )
-    netting_kind = _pick(_uniform("s", seed, 13), [1 - CLOSED_SHARE - MISSING_SHARE, CLOSED_SHARE, MISSING_SHARE])
+    netting_kind = pick(uniform("s", seed, 13), [1 - CLOSED_SHARE - MISSING_SHARE, CLOSED_SHARE, MISSING_SHARE])
     base = (
         pl.DataFrame({"s": pl.int_range(0, accounts.height * per_account, eager=True)})
         .with_columns((pl.col("s") // per_account).alias("a"), (pl.col("s") % per_account).alias("k"))
@@ -178,9 +158,9 @@ def _slots(accounts: pl.DataFrame, per_account: int, seed: int) -> pl.DataFrame:
             pl.when(pl.col("netting")).then(netting_symbols).otherwise(hedging_symbols).alias("sym"),
             pl.when(pl.col("netting")).then(netting_kind).otherwise(hedging_kind).alias("kind"),
         )
-        .join(_instruments(), on="sym", how="left")
+        .join(instruments(), on="sym", how="left")
     )
-    u = {name: _uniform("s", seed, 20 + i) for i, name in enumerate(
+    u = {name: uniform("s", seed, 20 + i) for i, name in enumerate(
         ["side", "vol", "open", "price", "levels", "sl", "tp", "mode", "slip", "slip_size", "slip_sign",
          "partial", "ratio", "drift", "drift_what", "drift_size", "latency", "exit", "exit_reason", "filled",
          "tag"]
@@ -191,11 +171,11 @@ def _slots(accounts: pl.DataFrame, per_account: int, seed: int) -> pl.DataFrame:
         pl.when(u["side"] < 0.5).then(0).otherwise(1).cast(pl.Int32).alias("dir"),
         ((5 + (u["vol"].pow(2) * 196).floor()) / 100).alias("volume"),
         (60_000 + (u["open"] * 3_540_000).floor()).cast(pl.Int64).alias("open_ms"),
-        _round_price(pl.col("base_price") * (1 + (u["price"] - 0.5) * 0.01)).alias("price"),
+        round_to_digits(pl.col("base_price") * (1 + (u["price"] - 0.5) * 0.01), DIGITS).alias("price"),
         (u["levels"] < 0.7).alias("has_levels"),
         pl.when(pl.col("netting"))
         .then(pl.lit(TAG))
-        .otherwise(_pick(u["mode"], [IDENTITY_SHARE, TAG_SHARE, 1 - IDENTITY_SHARE - TAG_SHARE]))
+        .otherwise(pick(u["mode"], [IDENTITY_SHARE, TAG_SHARE, 1 - IDENTITY_SHARE - TAG_SHARE]))
         .alias("mode"),
         # signed slippage in pips, > 0 adverse: a few % slip 3-20 pips, the rest fill within 0.8 pips
         pl.when(u["slip"] < SLIPPAGE_SHARE)
@@ -203,11 +183,11 @@ def _slots(accounts: pl.DataFrame, per_account: int, seed: int) -> pl.DataFrame:
         .otherwise((u["slip_size"] - 0.5) * 1.6)
         .alias("slip_pips"),
         pl.when(u["partial"] < PARTIAL_SHARE).then(0.3 + u["ratio"] * 0.5).otherwise(1.0).alias("fill_ratio"),
-        pl.when(u["drift"] < LEVEL_DRIFT_SHARE).then(_pick(u["drift_what"], [0.5, 0.5])).alias("drift_what"),
+        pl.when(u["drift"] < LEVEL_DRIFT_SHARE).then(pick(u["drift_what"], [0.5, 0.5])).alias("drift_what"),
         ((11 + u["drift_size"] * 19) * pl.when(u["drift_size"] < 0.5).then(1.0).otherwise(-1.0)).alias("drift_pips"),
         (50 + (u["latency"] * 1_450).floor()).cast(pl.Int64).alias("latency_ms"),
         u["exit"].alias("u_exit"),
-        _pick(u["exit_reason"], [0.45, 0.35, 0.05, 0.10, 0.05]).alias("exit_pick"),
+        pick(u["exit_reason"], [0.45, 0.35, 0.05, 0.10, 0.05]).alias("exit_pick"),
         ~((pl.col("kind") == MISSING) & (u["filled"] < NEVER_FILLED_SHARE)).alias("filled"),
         pl.concat_str(
             pl.col("login").cast(pl.String),
@@ -221,12 +201,12 @@ def _slots(accounts: pl.DataFrame, per_account: int, seed: int) -> pl.DataFrame:
         (u["tp"] * 60 + 20).alias("tp_dist"),
     ).with_columns(
         pl.when(pl.col("has_levels"))
-        .then(_round_price(pl.col("price") - sign * pl.col("sl_dist") * pl.col("pip")))
+        .then(round_to_digits(pl.col("price") - sign * pl.col("sl_dist") * pl.col("pip"), DIGITS))
         .alias("sl"),
         pl.when(pl.col("has_levels"))
-        .then(_round_price(pl.col("price") + sign * pl.col("tp_dist") * pl.col("pip")))
+        .then(round_to_digits(pl.col("price") + sign * pl.col("tp_dist") * pl.col("pip"), DIGITS))
         .alias("tp"),
-        _round_price(pl.col("price") + sign * pl.col("slip_pips") * pl.col("pip")).alias("fill_price"),
+        round_to_digits(pl.col("price") + sign * pl.col("slip_pips") * pl.col("pip"), DIGITS).alias("fill_price"),
         pl.max_horizontal(pl.lit(0.01), (pl.col("volume") * pl.col("fill_ratio")).round(2)).alias("fill_volume"),
         _ago(pl.col("open_ms")).alias("opened_at"),
         _ago(pl.col("open_ms") - pl.col("latency_ms")).alias("pos_time"),
@@ -306,7 +286,7 @@ def _accounts_frame(accounts: pl.DataFrame) -> pl.DataFrame:
 
 
 def _symbols_frame(accounts: pl.DataFrame) -> pl.DataFrame:
-    table = accounts.select("login", "suffix").join(_instruments(), how="cross")
+    table = accounts.select("login", "suffix").join(instruments(), how="cross")
     return _cast(
         table.with_columns(
             pl.lit(NOW).alias("fetched_at"),
@@ -361,12 +341,14 @@ def _hedging_positions(slots: pl.DataFrame) -> pl.DataFrame:
     foreign = pl.col("kind").is_in([MANUAL, OTHER_EA])
     level = {
         "sl": pl.when(pl.col("has_levels") & (pl.col("drift_what") == 0))
-        .then(_round_price(pl.col("sl") + pl.col("drift_pips") * pl.col("pip")))
+        .then(round_to_digits(pl.col("sl") + pl.col("drift_pips") * pl.col("pip"), DIGITS))
         .when(~pl.col("has_levels") & pl.col("drift_what").is_not_null())
-        .then(_round_price(pl.col("fill_price") - pl.col("sl_dist") * pl.col("pip")))  # set at the broker only
+        .then(
+            round_to_digits(pl.col("fill_price") - pl.col("sl_dist") * pl.col("pip"), DIGITS)
+        )  # set at the broker only
         .otherwise(pl.col("sl")),
         "tp": pl.when(pl.col("has_levels") & (pl.col("drift_what") == 1))
-        .then(_round_price(pl.col("tp") + pl.col("drift_pips") * pl.col("pip")))
+        .then(round_to_digits(pl.col("tp") + pl.col("drift_pips") * pl.col("pip"), DIGITS))
         .otherwise(pl.col("tp")),
     }
     return _position_columns(
@@ -398,7 +380,7 @@ def _netting_positions(slots: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFr
         .with_columns(
             pl.when(pl.col("net") > 0).then(0).otherwise(1).alias("type"),
             pl.col("net").abs().alias("volume"),
-            _round_price(pl.col("vwap")).alias("price_open"),
+            round_to_digits(pl.col("vwap"), DIGITS).alias("price_open"),
             pl.col("bot_magic").alias("magic"),
             pl.lit(REASON_EXPERT).alias("reason"),
             pl.lit(0.0).alias("sl"),
@@ -407,7 +389,7 @@ def _netting_positions(slots: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFr
         )
     )
     # a manual XAUUSD or another EA's USDCAD position on some netting accounts, where the bot trades neither
-    instruments = _instruments()
+    table = instruments()
     foreign = [
         accounts.filter(pl.col("netting") & (pl.col("u_foreign") < share)).with_columns(
             pl.lit(sym, pl.Int32).alias("sym"),
@@ -418,7 +400,7 @@ def _netting_positions(slots: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFr
     ]
     extra = (
         pl.concat(foreign, how="vertical")
-        .join(instruments, on="sym", how="left")
+        .join(table, on="sym", how="left")
         .with_columns(
             (NETTING_ID_BASE + pl.col("a") * len(INSTRUMENTS) + pl.col("sym")).alias("identifier"),
             _ago(600_000 + (pl.col("u_foreign") * 3_000_000).floor().cast(pl.Int64)).alias("time"),

@@ -178,6 +178,18 @@ EXPECTED_TRADES = pl.Schema(
     }
 )
 
+# a row that failed validation: which frame, whose, where it was, why, and the row as received (JSON)
+QUARANTINE = pl.Schema(
+    {
+        "frame": pl.String(),
+        "login": pl.Int64(),
+        "row_index": pl.Int64(),
+        "reason": pl.String(),
+        "raw": pl.String(),
+        "quarantined_at": UTC_US,
+    }
+)
+
 # per terminal and cycle: what an operator needs to trust (or not) the account's data
 HEALTH = pl.Schema(
     {

@@ -8,7 +8,6 @@ is not taken for gone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,11 +16,35 @@ import polars as pl
 from mt5recon import frames
 from mt5recon.store import tables
 
-POSITION_FIELDS = ("ticket", "volume", "sl", "tp", "type", "price_open", "trade_id", "stage")
-TRADE_FIELDS = ("volume", "price", "sl", "tp", "position_id", "closed_at", "symbol", "side", "magic")
-POSITION_KINDS = ("opened", "changed", "closed")
-TRADE_KINDS = ("appeared", "changed", "removed")
 _PREVIOUS = "prev_"
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """What is tracked: its key, the fields whose change is recorded, the names of the three
+    changes, and the history and current-state tables it goes to."""
+
+    key: str
+    fields: tuple[str, ...]
+    kinds: tuple[str, str, str]  # appears, changes, disappears
+    change_schema: pl.Schema
+    state_schema: pl.Schema
+
+
+POSITIONS = Tracked(
+    key="position_key",
+    fields=("ticket", "volume", "sl", "tp", "type", "price_open", "trade_id", "stage"),
+    kinds=("opened", "changed", "closed"),
+    change_schema=tables.POSITION_CHANGES,
+    state_schema=tables.CURRENT_POSITIONS,
+)
+TRADES = Tracked(
+    key="trade_key",
+    fields=("volume", "price", "sl", "tp", "position_id", "closed_at", "symbol", "side", "magic"),
+    kinds=("appeared", "changed", "removed"),
+    change_schema=tables.EXPECTED_TRADE_CHANGES,
+    state_schema=tables.CURRENT_EXPECTED_TRADES,
+)
 
 
 @dataclass(frozen=True)
@@ -36,23 +59,21 @@ def _without_cycle(schema: pl.Schema) -> pl.Schema:
 
 
 def track(
+    what: Tracked,
     previous: pl.DataFrame,
     current: pl.DataFrame,
     *,
-    key: str,
-    fields: Sequence[str],
     scope: pl.DataFrame,
     protected: pl.DataFrame,
     at: datetime,
-    kinds: tuple[str, str, str],
-    change_schema: pl.Schema,
-    state_schema: pl.Schema,
 ) -> ChangeSet:
-    """Diff `current` against `previous` (both keyed by `key`) for the logins in `scope`.
+    """Diff `current` against `previous` (both keyed by `what.key`) for the logins in `scope`.
 
     `protected`: keys that must not be closed this cycle (their row was quarantined).
     """
-    opened, changed, closed = kinds
+    key, fields = what.key, what.fields
+    change_schema, state_schema = what.change_schema, what.state_schema
+    opened, changed, closed = what.kinds
     now = pl.lit(at).cast(frames.UTC_US)
     change_cols, state_cols = _without_cycle(change_schema), _without_cycle(state_schema)
     before = previous.join(scope.select("login").unique(), on="login", how="semi")
@@ -129,18 +150,7 @@ def track_positions(
     protected = quarantined.drop_nulls().select(
         pl.format("{}:{}", pl.col("login"), pl.col("identifier")).alias("position_key")
     )
-    return track(
-        previous,
-        positions_now(positions, matches),
-        key="position_key",
-        fields=POSITION_FIELDS,
-        scope=reconciled,
-        protected=protected,
-        at=at,
-        kinds=POSITION_KINDS,
-        change_schema=tables.POSITION_CHANGES,
-        state_schema=tables.CURRENT_POSITIONS,
-    )
+    return track(POSITIONS, previous, positions_now(positions, matches), scope=reconciled, protected=protected, at=at)
 
 
 def track_trades(
@@ -155,15 +165,4 @@ def track_trades(
     ).drop_nulls()
     current = trades_now(expected)
     scope = pl.concat([current.select("login"), previous.select("login")]).unique()
-    return track(
-        previous,
-        current,
-        key="trade_key",
-        fields=TRADE_FIELDS,
-        scope=scope,
-        protected=protected,
-        at=at,
-        kinds=TRADE_KINDS,
-        change_schema=tables.EXPECTED_TRADE_CHANGES,
-        state_schema=tables.CURRENT_EXPECTED_TRADES,
-    )
+    return track(TRADES, previous, current, scope=scope, protected=protected, at=at)

@@ -68,8 +68,7 @@ def fetch_fleet(
     *,
     fetched_at: datetime,
     open_terminal: TerminalOpener,
-    expected_symbols: dict[int, tuple[str, ...]] | None = None,
-    open_since: dict[int, datetime] | None = None,
+    expected_raw: pl.DataFrame | None = None,
     concurrency: int = 16,
     book: dict[int, breakers.Breaker] | None = None,
     deadline_secs: float | None = None,
@@ -81,8 +80,9 @@ def fetch_fleet(
     capped at `deals_max_lookback_secs`.
     """
     started = time.perf_counter()
-    expected_symbols = expected_symbols or {}
-    open_since = open_since or {}
+    # the bot's trades say which symbols' specs and quotes to fetch, and how far back deals must go
+    expected_symbols = expected_symbols_by_login(expected_raw) if expected_raw is not None else {}
+    open_since = earliest_open_by_login(expected_raw) if expected_raw is not None else {}
     window_start = fetched_at - timedelta(seconds=fleet.deals_lookback_secs)
     oldest_allowed = fetched_at - timedelta(seconds=fleet.deals_max_lookback_secs)
     requests = [

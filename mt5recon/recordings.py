@@ -44,8 +44,7 @@ def record_once(
         fleet,
         fetched_at=fetched_at,
         open_terminal=open_terminal,
-        expected_symbols=pipeline.expected_symbols_by_login(expected),
-        open_since=pipeline.earliest_open_by_login(expected),
+        expected_raw=expected,
         concurrency=concurrency,
     )
     record_cycle(directory, snapshot, expected, fetched_at)

@@ -15,16 +15,6 @@ from pandera.errors import SchemaError, SchemaErrors
 from mt5recon import frames
 from schemas import MODELS
 
-QUARANTINE_COLUMNS = pl.Schema(
-    {
-        "frame": pl.String(),
-        "login": pl.Int64(),
-        "row_index": pl.Int64(),
-        "reason": pl.String(),
-        "raw": pl.String(),
-        "quarantined_at": frames.UTC_US,
-    }
-)
 _ROW = "__row"
 _WHY = "__why"  # internal; frames have their own `reason` column (MT5 deal/position reason)
 
@@ -38,7 +28,7 @@ class Validated:
 
 
 def empty_quarantine() -> pl.DataFrame:
-    return pl.DataFrame(schema=QUARANTINE_COLUMNS)
+    return pl.DataFrame(schema=frames.QUARANTINE)
 
 
 def cast_expr(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:

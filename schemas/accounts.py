@@ -6,11 +6,10 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from schemas._checks import first_of_key
+from schemas._checks import FrameModel, first_of_key
 
 
-class AccountsModel(pa.DataFrameModel):
-    login: pl.Int64 = pa.Field(gt=0)
+class AccountsModel(FrameModel):
     margin_mode: pl.Int32 = pa.Field(nullable=True, isin=[0, 1, 2])
     leverage: pl.Int64 = pa.Field(nullable=True, ge=0)
     balance: pl.Float64 = pa.Field(nullable=True)
@@ -22,9 +21,6 @@ class AccountsModel(pa.DataFrameModel):
     positions_ok: pl.Boolean
     orders_ok: pl.Boolean
     deals_ok: pl.Boolean
-
-    class Config:
-        strict = False
 
     @pa.dataframe_check
     def one_row_per_login_and_fetch(cls, data: PolarsData) -> pl.LazyFrame:

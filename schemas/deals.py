@@ -8,12 +8,10 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from schemas._checks import first_of_key
+from schemas._checks import TicketedModel
 
 
-class DealsModel(pa.DataFrameModel):
-    login: pl.Int64 = pa.Field(gt=0)
-    ticket: pl.Int64 = pa.Field(gt=0)
+class DealsModel(TicketedModel):
     type: pl.Int32 = pa.Field(ge=0, le=18)
     entry: pl.Int32 = pa.Field(isin=[0, 1, 2, 3])
     reason: pl.Int32 = pa.Field(ge=0, le=9)
@@ -23,13 +21,6 @@ class DealsModel(pa.DataFrameModel):
     price: pl.Float64 = pa.Field(ge=0)
     profit: pl.Float64
     time: Annotated[pl.Datetime, "ms", "UTC"] = pa.Field(nullable=False)
-
-    class Config:
-        strict = False
-
-    @pa.dataframe_check
-    def unique_ticket_per_login(cls, data: PolarsData) -> pl.LazyFrame:
-        return first_of_key(data, "login", "fetched_at", "ticket")
 
     @pa.dataframe_check
     def trades_have_symbol_and_price(cls, data: PolarsData) -> pl.LazyFrame:

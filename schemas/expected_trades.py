@@ -8,12 +8,11 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from schemas._checks import first_of_key
+from schemas._checks import FrameModel, first_of_key
 
 
-class ExpectedTradesModel(pa.DataFrameModel):
+class ExpectedTradesModel(FrameModel):
     trade_id: pl.String = pa.Field(str_length={"min_value": 1})
-    login: pl.Int64 = pa.Field(gt=0)
     symbol: pl.String = pa.Field(str_length={"min_value": 1})
     side: pl.String = pa.Field(isin=["buy", "sell"])
     volume: pl.Float64 = pa.Field(gt=0)
@@ -24,9 +23,6 @@ class ExpectedTradesModel(pa.DataFrameModel):
     position_id: pl.Int64 = pa.Field(nullable=True, gt=0)
     opened_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(nullable=False)
     closed_at: Annotated[pl.Datetime, "us", "UTC"] = pa.Field(nullable=True)
-
-    class Config:
-        strict = False
 
     @pa.dataframe_check
     def trade_id_unique_per_login(cls, data: PolarsData) -> pl.LazyFrame:

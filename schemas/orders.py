@@ -6,12 +6,10 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from schemas._checks import first_of_key
+from schemas._checks import TicketedModel
 
 
-class OrdersModel(pa.DataFrameModel):
-    login: pl.Int64 = pa.Field(gt=0)
-    ticket: pl.Int64 = pa.Field(gt=0)
+class OrdersModel(TicketedModel):
     type: pl.Int32 = pa.Field(isin=list(range(9)))
     state: pl.Int32 = pa.Field(ge=0, le=9)
     volume_initial: pl.Float64 = pa.Field(gt=0)
@@ -20,13 +18,6 @@ class OrdersModel(pa.DataFrameModel):
     sl: pl.Float64 = pa.Field(ge=0)
     tp: pl.Float64 = pa.Field(ge=0)
     symbol: pl.String = pa.Field(str_length={"min_value": 1})
-
-    class Config:
-        strict = False
-
-    @pa.dataframe_check
-    def unique_ticket_per_login(cls, data: PolarsData) -> pl.LazyFrame:
-        return first_of_key(data, "login", "fetched_at", "ticket")
 
     @pa.dataframe_check
     def current_within_initial(cls, data: PolarsData) -> pl.LazyFrame:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import pandera.polars as pa
 import polars as pl
-from pandera.api.polars.types import PolarsData
 
-from schemas._checks import first_of_key
+from schemas._checks import TicketedModel
 
 
-class PositionsModel(pa.DataFrameModel):
-    login: pl.Int64 = pa.Field(gt=0)
-    ticket: pl.Int64 = pa.Field(gt=0)
+class PositionsModel(TicketedModel):
     identifier: pl.Int64 = pa.Field(gt=0)
     type: pl.Int32 = pa.Field(isin=[0, 1])
     magic: pl.Int64 = pa.Field(ge=0)
@@ -22,10 +19,3 @@ class PositionsModel(pa.DataFrameModel):
     tp: pl.Float64 = pa.Field(ge=0)
     price_current: pl.Float64 = pa.Field(ge=0)
     symbol: pl.String = pa.Field(str_length={"min_value": 1})
-
-    class Config:
-        strict = False
-
-    @pa.dataframe_check
-    def unique_ticket_per_login(cls, data: PolarsData) -> pl.LazyFrame:
-        return first_of_key(data, "login", "fetched_at", "ticket")

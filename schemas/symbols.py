@@ -6,11 +6,10 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from schemas._checks import first_of_key
+from schemas._checks import FrameModel, first_of_key
 
 
-class SymbolsModel(pa.DataFrameModel):
-    login: pl.Int64 = pa.Field(gt=0)
+class SymbolsModel(FrameModel):
     name: pl.String = pa.Field(str_length={"min_value": 1})
     digits: pl.Int32 = pa.Field(ge=0, le=10)
     point: pl.Float64 = pa.Field(gt=0)
@@ -20,9 +19,6 @@ class SymbolsModel(pa.DataFrameModel):
     trade_tick_size: pl.Float64 = pa.Field(gt=0, nullable=True)
     volume_min: pl.Float64 = pa.Field(gt=0)
     volume_step: pl.Float64 = pa.Field(gt=0)
-
-    class Config:
-        strict = False
 
     @pa.dataframe_check
     def one_spec_per_symbol(cls, data: PolarsData) -> pl.LazyFrame:

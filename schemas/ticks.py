@@ -6,15 +6,13 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
+from schemas._checks import FrameModel
 
-class TicksModel(pa.DataFrameModel):
-    login: pl.Int64 = pa.Field(gt=0)
+
+class TicksModel(FrameModel):
     symbol: pl.String = pa.Field(str_length={"min_value": 1})
     bid: pl.Float64 = pa.Field(gt=0)
     ask: pl.Float64 = pa.Field(gt=0)
-
-    class Config:
-        strict = False
 
     @pa.dataframe_check
     def not_crossed(cls, data: PolarsData) -> pl.LazyFrame:

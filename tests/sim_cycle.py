@@ -56,8 +56,7 @@ def run_cycle(sim: SimFleet, config: FleetConfig | None = None) -> CycleRun:
         config,
         fetched_at=at,
         open_terminal=open_terminal,
-        expected_symbols=pipeline.expected_symbols_by_login(expected_raw),
-        open_since=pipeline.earliest_open_by_login(expected_raw),
+        expected_raw=expected_raw,
     )
     validated = pipeline.validate_cycle(snapshot, expected_raw, now=at)
     return CycleRun(snapshot, expected_raw, validated, pipeline.reconcile_cycle(validated, config))

@@ -13,11 +13,6 @@ from mt5recon.store.lake import Store, StoreConfig, open_reader
 from mt5recon.store.samples import EPOCH, sample_cycle
 
 
-@pytest.fixture(scope="module")
-def extension_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("duckdb-extensions")
-
-
 @pytest.fixture()
 def config(tmp_path: Path, extension_dir: Path) -> StoreConfig:
     config = StoreConfig.under(tmp_path / "home", extension_dir=extension_dir)

@@ -7,13 +7,11 @@ waits (bounded) for the SQLite writer lock another process holds.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -26,6 +24,7 @@ import pytest
 from builders import EARLIER, NOW, frame
 from polars.testing import assert_frame_equal
 from pydantic import ValidationError
+from store_catalogs import catalog_config
 
 from mt5recon import frames
 from mt5recon.fleet import ExpectedTradesSource
@@ -37,12 +36,6 @@ from mt5recon.validation import validate_frame
 
 SOURCE = ExpectedTradesSource(kind="store")
 TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def extension_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One extension folder for the module: installing the packaged binaries copies ~100 MB."""
-    return tmp_path_factory.mktemp("duckdb-extensions")
 
 
 @pytest.fixture()
@@ -308,24 +301,11 @@ def test_writer_gives_up_with_a_clear_error_when_the_lock_is_never_released(conf
 
 # ---- several bots on a Postgres catalog --------------------------------------------------
 
-PG_DSN = os.environ.get("MT5RECON_TEST_PG_DSN", "dbname=test host=127.0.0.1 port=5432")
-
 
 @pytest.fixture()
 def pg_config(tmp_path: Path, extension_dir: Path) -> Iterator[StoreConfig]:
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no Postgres at {PG_DSN}: {exc}")
-    schema = f"mt5recon_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield StoreConfig.under(
-            tmp_path / "home", catalog=f"postgres:{PG_DSN}", metadata_schema=schema, extension_dir=extension_dir
-        )
-    finally:
-        admin.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(schema)))
-        admin.close()
+    with catalog_config("postgres", tmp_path / "home", extension_dir) as config:
+        yield config
 
 
 def test_bots_writing_one_postgres_store_at_once_take_turns(pg_config: StoreConfig) -> None:

@@ -28,12 +28,6 @@ from mt5recon.store.samples import sample_cycle, sample_frame
 from mt5recon.store.tables import STORE_TABLES
 
 
-@pytest.fixture(scope="module")
-def extension_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One extension folder for the module: installing the packaged binaries copies ~100 MB."""
-    return tmp_path_factory.mktemp("duckdb-extensions")
-
-
 @pytest.fixture(params=CATALOGS)
 def catalog(request: pytest.FixtureRequest) -> str:
     """The catalog kind of the lake under test: "sqlite" (the default) or "postgres" (scale-out)."""

@@ -26,11 +26,6 @@ SPAWN = multiprocessing.get_context("spawn")
 TIMEOUT = 60
 
 
-@pytest.fixture(scope="module")
-def extension_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("duckdb-extensions")
-
-
 @pytest.fixture()
 def metadata_schema() -> Iterator[str]:
     """A fresh schema in the test database, dropped (with everything in it) afterwards."""

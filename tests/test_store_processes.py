@@ -26,11 +26,6 @@ BIG_ROWS = 300_000
 TIMEOUT = 60
 
 
-@pytest.fixture(scope="module")
-def extension_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("duckdb-extensions")
-
-
 @pytest.fixture()
 def config(tmp_path: Path, extension_dir: Path) -> StoreConfig:
     config = StoreConfig.under(tmp_path / "home", extension_dir=extension_dir)

@@ -34,16 +34,7 @@ def matched_divergences(pairs: pl.DataFrame) -> pl.DataFrame:
     frame = pairs.with_columns(slip, volume_pct, pl.col("symbol_pos").alias("symbol"))
     identity = pl.col("trade_id")
     out = [
-        dv.rows(
-            frame.filter(dv.beyond(pl.col("slip_pips"), pl.col("slippage_pips"))),
-            kind=dv.SLIPPAGE,
-            identity=identity,
-            expected=pl.col("price"),
-            actual=pl.col("price_open"),
-            size_pips=pl.col("slip_pips"),
-            size_money=dv.money(pl.col("slip_pips")),
-            cause=dv.slippage_cause(pl.col("slip_pips")),
-        ),
+        dv.slippage_rows(frame, identity=identity, expected=pl.col("price"), actual=pl.col("price_open")),
         dv.rows(
             frame.filter(dv.beyond(pl.col("volume_pct_diff"), pl.col("volume_pct"))),
             kind=dv.VOLUME_MISMATCH,

@@ -123,6 +123,22 @@ def slippage_cause(slip_pips: pl.Expr) -> pl.Expr:
     return pl.when(slip_pips > 0).then(pl.lit("adverse")).otherwise(pl.lit("favourable"))
 
 
+def slippage_rows(frame: pl.DataFrame, *, identity: pl.Expr, expected: pl.Expr, actual: pl.Expr) -> pl.DataFrame:
+    """Slippage divergences from a frame with a signed `slip_pips` (> 0 adverse), the symbol's
+    `slippage_pips` threshold and the filled `volume_pos`; money in the account's currency."""
+    slip = pl.col("slip_pips")
+    return rows(
+        frame.filter(beyond(slip, pl.col("slippage_pips"))),
+        kind=SLIPPAGE,
+        identity=identity,
+        expected=expected,
+        actual=actual,
+        size_pips=slip,
+        size_money=money(slip),
+        cause=slippage_cause(slip),
+    )
+
+
 def empty() -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMA)
 

@@ -11,7 +11,7 @@ import polars as pl
 from mt5recon.recon import classify, entry_deals, matching, netting, snapshots
 from mt5recon.recon import divergences as dv
 from mt5recon.recon.causes import missing_causes, reason_text
-from mt5recon.recon.inputs import NETTING_MODES, WorkingFrames, working_frames
+from mt5recon.recon.inputs import NETTING_MODES, ReconInputs, WorkingFrames, working_frames
 from mt5recon.recon.instruments import normalized_symbol
 from mt5recon.tolerances import BreakPolicy, Tolerances
 
@@ -157,14 +157,9 @@ def reconcile(
     policy = policy or BreakPolicy()
     stale = snapshots.stale_accounts(accounts, as_of=as_of, stale_after_secs=policy.stale_after_secs)
     work = working_frames(
-        accounts=accounts,
-        positions=positions,
-        deals=deals,
-        symbols=symbols,
-        expected_trades=expected_trades,
+        ReconInputs(accounts, positions, deals, symbols, expected_trades, quarantine),
         tolerances=tolerances,
         symbol_map=symbol_map,
-        quarantine=quarantine,
         stale=stale,
     )
     deals_ok = work.reconcilable.select("login", "deals_ok")

@@ -51,13 +51,4 @@ def entry_slippage(tagged: pl.DataFrame) -> pl.DataFrame:
         pl.lit(ENTRY_DEAL_STAGE).alias("stage"),
         pl.col("volume_deal").alias("volume_pos"),
     )
-    return dv.rows(
-        frame.filter(dv.beyond(pl.col("slip_pips"), pl.col("slippage_pips"))),
-        kind=dv.SLIPPAGE,
-        identity=pl.col("trade_id"),
-        expected=pl.col("price"),
-        actual=pl.col("price_open"),
-        size_pips=pl.col("slip_pips"),
-        size_money=dv.money(pl.col("slip_pips")),
-        cause=dv.slippage_cause(pl.col("slip_pips")),
-    )
+    return dv.slippage_rows(frame, identity=pl.col("trade_id"), expected=pl.col("price"), actual=pl.col("price_open"))

@@ -72,19 +72,28 @@ def _with_tolerances(frame: pl.DataFrame, tolerances: Tolerances) -> pl.DataFram
     return frame.join(table, on="norm_symbol", how="left")
 
 
+@dataclass(frozen=True)
+class ReconInputs:
+    """The validated frames one reconciliation reads (quarantine: the rows validation set aside)."""
+
+    accounts: pl.DataFrame
+    positions: pl.DataFrame
+    deals: pl.DataFrame
+    symbols: pl.DataFrame
+    expected_trades: pl.DataFrame
+    quarantine: pl.DataFrame | None = None
+
+
 def working_frames(
+    inputs: ReconInputs,
     *,
-    accounts: pl.DataFrame,
-    positions: pl.DataFrame,
-    deals: pl.DataFrame,
-    symbols: pl.DataFrame,
-    expected_trades: pl.DataFrame,
     tolerances: Tolerances,
     symbol_map: Mapping[str, str] | None = None,
-    quarantine: pl.DataFrame | None = None,
     stale: pl.DataFrame | None = None,
 ) -> WorkingFrames:
     symbol_map = symbol_map or {}
+    accounts, positions, deals = inputs.accounts, inputs.positions, inputs.deals
+    symbols, expected_trades, quarantine = inputs.symbols, inputs.expected_trades, inputs.quarantine
     ok = reconcilable_accounts(accounts, stale)
     specs = _instrument_specs(symbols, symbol_map)
     trades = expected_trades.join(ok, on="login", how="inner").filter(pl.col("opened_at") <= pl.col("fetched_at"))

@@ -150,15 +150,8 @@ def _average_price(frame: pl.DataFrame, trades_with_entry_deal: pl.DataFrame) ->
         .filter((pl.col("net_broker") * pl.col("net_expected")) > 0)
         .with_columns(slip, pl.col("net_broker").abs().alias("volume_pos"))
     )
-    return dv.rows(
-        candidates.filter(dv.beyond(pl.col("slip_pips"), pl.col("slippage_pips"))),
-        kind=dv.SLIPPAGE,
-        identity=_SYMBOL_IDENTITY,
-        expected=pl.col("vwap_expected"),
-        actual=pl.col("price_broker"),
-        size_pips=pl.col("slip_pips"),
-        size_money=dv.money(pl.col("slip_pips")),
-        cause=dv.slippage_cause(pl.col("slip_pips")),
+    return dv.slippage_rows(
+        candidates, identity=_SYMBOL_IDENTITY, expected=pl.col("vwap_expected"), actual=pl.col("price_broker")
     )
 
 

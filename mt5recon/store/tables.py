@@ -140,17 +140,7 @@ BREAK_EVENTS = pl.Schema(
     }
 )
 
-QUARANTINE = pl.Schema(
-    {
-        **CYCLE_ID,
-        "frame": pl.String(),
-        "login": pl.Int64(),
-        "row_index": pl.Int64(),
-        "reason": pl.String(),
-        "raw": pl.String(),
-        "quarantined_at": frames.UTC_US,
-    }
-)
+QUARANTINE = pl.Schema({**CYCLE_ID, **frames.QUARANTINE})
 
 STORE_TABLES: dict[str, pl.Schema] = {
     "cycles": CYCLES,

@@ -223,6 +223,18 @@ class Bot:
         heapq.heappush(self._closes, (close_at_ms, trade_id))
         return tr
 
+    def _entry(
+        self, symbol: str | None, side: str | None, volume: float | None, rng: random.Random
+    ) -> tuple[str, str, float, Quote]:
+        """The entry's instrument, side and volume (drawn where not given) and its quote."""
+        sym = self.resolve_symbol(symbol, rng)
+        return (
+            sym,
+            side or rng.choice(("buy", "sell")),
+            volume if volume is not None else self.random_volume(rng),
+            self.quote(sym),
+        )
+
     def open_trade(
         self,
         t_ms: int,
@@ -239,10 +251,7 @@ class Bot:
         hold_secs: float | None = None,
     ) -> BotTrade:
         """A market entry; positive slippage is against the bot (a buy fills higher)."""
-        sym = self.resolve_symbol(symbol, rng)
-        side = side or rng.choice(("buy", "sell"))
-        volume = volume if volume is not None else self.random_volume(rng)
-        q = self.quote(sym)
+        sym, side, volume, q = self._entry(symbol, side, volume, rng)
         spec = q.spec
         req = _entry_price(q, side)
         slip = round(slippage_pips * spec.pip / spec.point) * spec.point
@@ -279,10 +288,7 @@ class Bot:
         hold_secs: float | None = None,
     ) -> int:
         """A limit entry; the expected trade is written when (if) it fills."""
-        sym = self.resolve_symbol(symbol, rng)
-        side = side or rng.choice(("buy", "sell"))
-        volume = volume if volume is not None else self.random_volume(rng)
-        q = self.quote(sym)
+        sym, side, volume, q = self._entry(symbol, side, volume, rng)
         spec = q.spec
         dist = (
             distance_pips * spec.pip if distance_pips is not None else q.mid * spec.daily_vol * rng.uniform(0.02, 0.15)
