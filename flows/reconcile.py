@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,12 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any]:
 
     expected_raw = load_expected_trades(fleet, home, store)
     snapshot, fetch_ms = fetch_snapshots(
-        fleet, started_at, open_terminal, expected_raw, settings.fetch_concurrency, breaker_book(home, fleet.name)
+        fleet,
+        started_at,
+        partial(open_terminal, policy=fleet.reconnect),
+        expected_raw,
+        settings.fetch_concurrency,
+        breaker_book(home, fleet.name),
     )
     validated = validate(snapshot, expected_raw, started_at)
     result, reconcile_ms = reconcile(validated, fleet, datetime.now(UTC))
@@ -65,6 +71,6 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any]:
     )
     committed = commit_cycle(store, cycle_id, tables, pipeline.state_deletes(state))
     summary = {"cycle_id": cycle_id, "duplicate": committed.duplicate, **pipeline.summarize(tables)}
-    publish_cycle_report(summary, state.breaks.events)
+    publish_cycle_report(summary, state.breaks.events, tables["terminal_health"])
     get_run_logger().info("cycle %s: %s", cycle_id, summary)
     return summary

@@ -205,11 +205,13 @@ def sim_serve(fleet: FleetOption = None, home: HomeOption = None) -> None:
 def bridge_serve(
     host: Annotated[str, typer.Option(help="bind address: loopback or a private tunnel only")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 18812,
+    call_timeout: Annotated[float, typer.Option(help="seconds one MT5 call may block before it is cut off")] = 10.0,
 ) -> None:
-    """On the terminal's (Windows/Wine) side: serve the official MetaTrader5 module over RPyC."""
+    """On the terminal's (Windows/Wine) side: serve the official MetaTrader5 module over RPyC,
+    its session kept logged in between cycles; SIGTERM or Ctrl-C shuts it down cleanly."""
     from mt5recon.terminal.bridge import main
 
-    raise typer.Exit(main(["--host", host, "--port", str(port)]))
+    raise typer.Exit(main(["--host", host, "--port", str(port), "--call-timeout", str(call_timeout)]))
 
 
 if __name__ == "__main__":

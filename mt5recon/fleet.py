@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mt5recon.store.housekeeping import Retention
 from mt5recon.terminal.breaker import BreakerPolicy
+from mt5recon.terminal.session import ReconnectPolicy
 from mt5recon.tolerances import BreakPolicy, Tolerances
 
 
@@ -28,6 +29,9 @@ class ConnectorConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = 18812
     path: str | None = Field(default=None, description="terminal64.exe path (metatrader5 kind)")
+    module: str = Field(
+        default="MetaTrader5", description="metatrader5 kind: the package each terminal's worker process hosts"
+    )
     connect_timeout_secs: float = 5.0
     call_timeout_secs: float = 10.0
 
@@ -102,6 +106,8 @@ class FleetConfig(BaseModel):
     breaks: BreakPolicy = BreakPolicy()
     # per terminal: open after repeated failures, probe again after a (doubling) cooldown
     breaker: BreakerPolicy = BreakerPolicy()
+    # per terminal session: wait between failed logins, doubling with jitter
+    reconnect: ReconnectPolicy = ReconnectPolicy()
     # a terminal still answering after this long is this cycle's timeout, so one hung terminal
     # never holds up the others or the 10-second cadence
     fetch_deadline_secs: float = Field(default=6.0, gt=0)

@@ -26,7 +26,7 @@ from mt5recon.terminal import constants
 from mt5recon.terminal.api import MT5Api
 from mt5recon.terminal.connector import FetchRequest, failed_account, fetch_account
 from mt5recon.terminal.errors import is_transient
-from mt5recon.terminal.factory import TerminalUnavailable, session_turn
+from mt5recon.terminal.factory import TerminalUnavailable
 from mt5recon.validation import (
     Validated,
     cast_expr,
@@ -44,11 +44,6 @@ def cycle_id_for(fleet_name: str, at: datetime) -> str:
 
 
 def _fetch_one(account: AccountConfig, open_terminal: TerminalOpener, request: FetchRequest) -> Snapshot:
-    with session_turn(account.connector):
-        return _fetch_session(account, open_terminal, request)
-
-
-def _fetch_session(account: AccountConfig, open_terminal: TerminalOpener, request: FetchRequest) -> Snapshot:
     try:
         api = open_terminal(account)
     except TerminalUnavailable as error:
@@ -213,6 +208,7 @@ class ValidatedCycle:
     frames: dict[str, pl.DataFrame]
     quarantine: pl.DataFrame
     rows_in: dict[str, int] = field(default_factory=dict)
+    health: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=frames.HEALTH))
 
 
 def validate_cycle(snapshot: Snapshot, expected_raw: pl.DataFrame, *, now: datetime) -> ValidatedCycle:
@@ -227,6 +223,7 @@ def validate_cycle(snapshot: Snapshot, expected_raw: pl.DataFrame, *, now: datet
         frames={name: v.valid for name, v in checked.items()},
         quarantine=quarantine,
         rows_in={name: frame.height for name, frame in inputs.items()},
+        health=snapshot.health,
     )
 
 
@@ -244,6 +241,7 @@ def reconcile_cycle(validated: ValidatedCycle, fleet: FleetConfig, *, as_of: dat
         quarantine=validated.quarantine,
         as_of=as_of,
         policy=fleet.breaks,
+        health=validated.health,
     )
 
 
@@ -364,6 +362,7 @@ def summarize(tables: dict[str, pl.DataFrame]) -> dict[str, object]:
         "breaks_resolved": int((events["event"] == "resolved").sum()),
         "breaks_pending": int((tables["breaks"]["status"] == "pending").sum()),
         "open_breaks_by_kind": dict(by_kind.iter_rows()),
+        "breakers": dict(tables["terminal_health"].group_by("breaker_state").len().sort("breaker_state").iter_rows()),
         "position_changes": tables["position_changes"].height,
         "quarantined": tables["quarantine"].height,
     }

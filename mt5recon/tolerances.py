@@ -84,3 +84,9 @@ class BreakPolicy(BaseModel):
     stale_after_secs: float = Field(
         default=30.0, gt=0, description="a snapshot older than this at the cycle's time is stale, not reconciled"
     )
+    stale_data_after_secs: float | None = Field(
+        default=300.0,
+        gt=0,
+        description="a terminal whose newest quote is older than this is stale, not reconciled; "
+        "null turns the check off (e.g. for a fleet that must reconcile while its markets are closed)",
+    )

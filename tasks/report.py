@@ -16,6 +16,7 @@ MAX_ROWS = 50
 
 def summary_markdown(summary: dict[str, Any]) -> str:
     kinds = ", ".join(f"{k}: {n}" for k, n in summary["open_breaks_by_kind"].items()) or "none"
+    breakers = ", ".join(f"{state}: {n}" for state, n in summary.get("breakers", {}).items()) or "none"
     return (
         f"### Cycle `{summary['cycle_id']}`\n\n"
         "| accounts | ok | failed | positions | matched | divergences | breaks opened | breaks resolved "
@@ -24,7 +25,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"| {summary['accounts']} | {summary['accounts_ok']} | {summary['accounts_failed']} | {summary['positions']} "
         f"| {summary['matched']} | {summary['divergences']} | {summary['breaks_opened']} "
         f"| {summary['breaks_resolved']} | {summary['breaks_pending']} | {summary['quarantined']} |\n\n"
-        f"Open breaks by kind (accounts observed this cycle): {kinds}\n"
+        f"Open breaks by kind (accounts observed this cycle): {kinds}\n\n"
+        f"Terminal circuit breakers: {breakers}\n"
     )
 
 
@@ -36,9 +38,26 @@ def changed_breaks(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def troubled_terminals(health: pl.DataFrame) -> pl.DataFrame:
+    """Terminals an operator should look at: breaker not closed, a failed call, or cut off from
+    their server; with what the breaker and the terminal said."""
+    troubled = (pl.col("breaker_state") != "closed") | pl.col("error_code").is_not_null() | ~pl.col("connected")
+    return (
+        health.filter(troubled.fill_null(True))
+        .sort("login")
+        .head(MAX_ROWS)
+        .select("login", "breaker_state", "error_kind", "error_code", "connected", "data_age_secs", "calls_ms")
+    )
+
+
 @task(name="publish-report", cache_policy=NO_CACHE)
-def publish_cycle_report(summary: dict[str, Any], events: pl.DataFrame) -> None:
+def publish_cycle_report(summary: dict[str, Any], events: pl.DataFrame, health: pl.DataFrame) -> None:
     create_markdown_artifact(summary_markdown(summary), key="cycle-summary", description="reconciliation cycle")
+    create_table_artifact(
+        troubled_terminals(health).to_dicts(),
+        key="terminal-health",
+        description=f"terminals with an open breaker, a failed call or no server connection (top {MAX_ROWS})",
+    )
     create_table_artifact(
         changed_breaks(events).to_dicts(),
         key="cycle-breaks",

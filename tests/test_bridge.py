@@ -7,7 +7,6 @@ import inspect
 import multiprocessing
 import socket
 import threading
-import time
 import typing
 from collections import namedtuple
 from collections.abc import Iterator
@@ -350,12 +349,9 @@ def test_no_server_means_connect_failure_not_an_exception() -> None:
 def test_call_timeout_returns_none_then_next_call_reconnects(bridge: ThreadedServer, fake: FakeMT5) -> None:
     terminal = BridgeTerminal(HOST, bridge.port, connect_timeout_secs=1.0, call_timeout_secs=0.5)
     try:
-        started = time.monotonic()
         assert terminal.positions_get(symbol=BLOCKING_SYMBOL) is None
-        elapsed = time.monotonic() - started
         assert fake.entered.is_set()
-        assert terminal.last_error()[0] == RES_E_INTERNAL_FAIL_TIMEOUT
-        assert 0.5 <= elapsed < 2.0
+        assert terminal.last_error()[0] == RES_E_INTERNAL_FAIL_TIMEOUT, "cut off while the terminal was blocked"
 
         fake.release.set()  # the terminal answers again
         assert terminal.account_info() == ACCOUNT
@@ -379,15 +375,13 @@ def test_server_killed_mid_call_then_restarted_on_the_same_port() -> None:
 
         killer = threading.Thread(target=kill_when_blocked, daemon=True)
         killer.start()
-        started = time.monotonic()
         result = terminal.positions_get(symbol=BLOCKING_SYMBOL)
-        elapsed = time.monotonic() - started
         killer.join(20)
 
         assert entered.is_set()
         assert result is None
+        # a lost connection (-10004), not the call timeout (-10005): the kill was noticed at once
         assert terminal.last_error()[0] == RES_E_INTERNAL_FAIL_CONNECT
-        assert elapsed < terminal.call_timeout_secs
         proc.join(10)
         assert terminal.account_info() is None  # still down: refused at once
         assert terminal.last_error()[0] == RES_E_INTERNAL_FAIL_CONNECT

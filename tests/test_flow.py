@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _write_fleet(sim: SimFleet, path: Path) -> Path:
     config = sim_fleet_config(sim, name="flowtest")
-    lines = ['name = "flowtest"', "[expected_trades]", 'kind = "sim"']
+    # the flow stamps fetches with the wall clock; this world runs on a simulated one, so its
+    # quotes look days old: the quote-age check is for live terminals
+    lines = ['name = "flowtest"', "[breaks]", "stale_data_after_secs = 1e12", "[expected_trades]", 'kind = "sim"']
     for account in config.accounts:
         lines += [
             "[[accounts]]",
@@ -30,6 +32,22 @@ def _write_fleet(sim: SimFleet, path: Path) -> Path:
         ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+async def _latest_table(key: str) -> list[dict[str, object]]:
+    """The rows of the newest table artifact under `key`, as the UI shows them."""
+    import json
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC, limit=1
+        )
+    data = artifacts[0].data
+    return json.loads(data) if isinstance(data, str) else data  # type: ignore[return-value]
 
 
 def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,7 +66,11 @@ def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monk
     assert first["breaks_pending"] >= 1, "an unknown position is observed once before it is confirmed"
     assert first["duplicate"] is False
     clock.advance(10)
+    sim.account(5002).fail_timeout(calls=None)  # its terminal stops answering in the second cycle
     second = asyncio.run(reconcile_fleet(fleet_file=str(fleet_file)))
+    assert second["accounts_failed"] == 1 and second["breakers"] == {"closed": 10}, "one failure: not yet open"
+    troubled = asyncio.run(_latest_table("terminal-health"))
+    assert [(r["login"], r["error_kind"], r["breaker_state"]) for r in troubled] == [(5002, "ipc_timeout", "closed")]
     assert second["open_breaks_by_kind"].get("unknown_position", 0) >= 1, "confirmed on the second observation"
 
     reader = open_reader(StoreConfig.under(tmp_path))
@@ -74,9 +96,10 @@ def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monk
     assert cycles == (20, 2)
     assert manual == [("open", 2)]
     assert events == [("observed",), ("opened",)]
-    assert opened == first["positions"] and current == (second["positions"],), "first cycle: every position opened"
+    assert opened == first["positions"], "first cycle: every position opened"
+    assert current == (first["positions"],), "the failed fetch of 5002 closed none of its positions"
     assert later < second["positions"], "the second cycle writes changes only, not a copy of every position"
-    assert health == (20, 20), "every terminal's health, every cycle"
+    assert health == (20, 19), "every terminal's health, every cycle; 5002 failed the second"
     use_in_process_fleet(None)
 
 

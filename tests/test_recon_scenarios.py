@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from builders import NOW, frame, symbols_for
 
+from mt5recon import frames
 from mt5recon.recon.engine import reconcile
 from mt5recon.tolerances import Tolerances
 
@@ -27,6 +28,7 @@ class Scenario:
     account: dict[str, Any] = field(default_factory=dict)
     symbol_map: dict[str, str] = field(default_factory=dict)
     as_of_secs: float | None = None  # the cycle's time, seconds after the snapshot (stale check)
+    health: dict[str, Any] | None = None  # the terminal's health row (connected, data_age_secs)
 
 
 BOT = {"magic": 777, "reason": 3}
@@ -259,6 +261,27 @@ SCENARIOS = [
         as_of_secs=45,
     ),
     Scenario(
+        "a terminal cut off from its server answers from its cache: stale, never read as flat",
+        [],
+        [{"trade_id": "t1", "position_id": 5}],
+        {("snapshot_stale", "terminal_disconnected")},
+        health={"connected": False, "data_age_secs": 1.0},
+    ),
+    Scenario(
+        "a terminal whose newest quote is older than the data limit is stale",
+        [],
+        [{"trade_id": "t1", "position_id": 5}],
+        {("snapshot_stale", "quotes_too_old")},
+        health={"connected": True, "data_age_secs": 301.0},
+    ),
+    Scenario(
+        "a connected terminal with fresh quotes is reconciled",
+        [{"ticket": 5, **BOT}],
+        [{"trade_id": "t1", "position_id": 5}],
+        set(),
+        health={"connected": True, "data_age_secs": 2.0},
+    ),
+    Scenario(
         "a fresh snapshot within the stale limit is reconciled",
         [{"ticket": 5, **BOT}],
         [{"trade_id": "t1", "position_id": 5}],
@@ -464,6 +487,11 @@ SCENARIOS = [
 ]
 
 
+def _health_row(values: dict[str, Any]) -> pl.DataFrame:
+    row = {column: None for column in frames.HEALTH} | {"login": 1, "fetched_at": NOW} | values
+    return pl.DataFrame([row], schema=frames.HEALTH)
+
+
 @pytest.mark.parametrize("case", SCENARIOS, ids=lambda s: s.description)
 def test_scenario(case: Scenario) -> None:
     accounts = frame("accounts", [{"login": 1, "margin_mode": case.margin_mode, **case.account}])
@@ -476,6 +504,7 @@ def test_scenario(case: Scenario) -> None:
         tolerances=Tolerances(),
         symbol_map=case.symbol_map,
         as_of=None if case.as_of_secs is None else NOW + timedelta(seconds=case.as_of_secs),
+        health=None if case.health is None else _health_row(case.health),
     )
     found = set(result.divergences.select("kind", "cause").iter_rows())
     assert found == case.divergences, f"{case.description}: got {sorted(found)}"

@@ -69,7 +69,7 @@ CAUSES: dict[str, tuple[str, ...]] = {
         "unknown_deals_unavailable",
     ),
     SNAPSHOT_FAILED: ("account_info", "positions_get", "orders_get", "history_deals_get"),
-    SNAPSHOT_STALE: ("data_age_exceeded",),
+    SNAPSHOT_STALE: ("data_age_exceeded", "terminal_disconnected", "quotes_too_old"),
 }
 # kinds that accuse (a position the broker or the bot should not have): confirmed before they open
 CONFIRMED_KINDS = (UNKNOWN_POSITION, MISSING_POSITION)

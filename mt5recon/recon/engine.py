@@ -149,13 +149,21 @@ def reconcile(
     quarantine: pl.DataFrame | None = None,
     as_of: datetime | None = None,
     policy: BreakPolicy | None = None,
+    health: pl.DataFrame | None = None,
 ) -> ReconResult:
     """Match and classify every account whose snapshot is complete and fresh at `as_of`.
 
-    A failed or stale snapshot is reported as such and never read as a flat account.
+    A failed or stale snapshot is reported as such and never read as a flat account; `health`
+    (frames.HEALTH) adds the terminal's own view: disconnected from its server, or quotes too old.
     """
     policy = policy or BreakPolicy()
-    stale = snapshots.stale_accounts(accounts, as_of=as_of, stale_after_secs=policy.stale_after_secs)
+    stale = snapshots.stale_accounts(
+        accounts,
+        as_of=as_of,
+        stale_after_secs=policy.stale_after_secs,
+        health=health,
+        stale_data_after_secs=policy.stale_data_after_secs,
+    )
     work = working_frames(
         ReconInputs(accounts, positions, deals, symbols, expected_trades, quarantine),
         tolerances=tolerances,

@@ -68,3 +68,8 @@ class MT5Api(Protocol):
     def symbol_info_tick(self, symbol: str) -> Tick | None: ...
 
     def order_send(self, request: dict[str, Any]) -> OrderSendResult | None: ...
+
+
+def given(**params: Any) -> dict[str, Any]:
+    """Only the parameters the caller set: the package rejects None for several of them."""
+    return {name: value for name, value in params.items() if value is not None}

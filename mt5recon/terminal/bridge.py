@@ -26,43 +26,25 @@ public or shared interface.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import logging
+import signal
 import socket
 import sys
 import threading
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, Self, cast
+from collections.abc import Sequence
+from typing import Any, Self
 
 import rpyc
 from rpyc.core.stream import SocketStream
 from rpyc.utils.server import ThreadedServer
 
-from mt5recon.terminal.bridge_wire import (
-    WireError,
-    decode_value,
-    encode_value,
-    is_plain,
-)
-from mt5recon.terminal.constants import (
-    RES_E_INTERNAL_FAIL,
-    RES_E_INTERNAL_FAIL_CONNECT,
-    RES_E_INTERNAL_FAIL_RECEIVE,
-    RES_E_INTERNAL_FAIL_SEND,
-    RES_E_INTERNAL_FAIL_TIMEOUT,
-    RES_E_INVALID_PARAMS,
-)
-from mt5recon.terminal.records import (
-    AccountInfo,
-    OrderSendResult,
-    SymbolInfo,
-    TerminalInfo,
-    Tick,
-    TradeDeal,
-    TradeOrder,
-    TradePosition,
-)
+from mt5recon.terminal.constants import RES_E_INTERNAL_FAIL_CONNECT, RES_E_INTERNAL_FAIL_TIMEOUT
+from mt5recon.terminal.dispatch import ALLOWED_CALLS, CallDispatcher, Reply
+from mt5recon.terminal.remote import RemoteTerminal, TransportError
+from mt5recon.terminal.session import SessionTerminal
+from mt5recon.terminal.worker import OFFICIAL_MODULE, ProcessTerminal
 
 __all__ = [
     "ALLOWED_CALLS",
@@ -79,33 +61,6 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 18812
 
-ALLOWED_CALLS: frozenset[str] = frozenset(
-    {
-        "initialize",
-        "login",
-        "shutdown",
-        "last_error",
-        "terminal_info",
-        "account_info",
-        "positions_get",
-        "orders_get",
-        "history_deals_get",
-        "symbol_info",
-        "symbol_info_tick",
-        "order_send",
-        "version",  # served only if the hosted object has it
-    }
-)
-"""The MT5 functions the bridge will call; every other name is refused."""
-
-# Parameters whose wire form differs from what the package accepts, by function.
-_POSITIONAL_PARAMS: dict[str, tuple[str, ...]] = {
-    "history_deals_get": ("date_from", "date_to", "group", "ticket", "position"),
-    "order_send": ("request",),
-}
-_DATETIME_PARAMS = frozenset({("history_deals_get", "date_from"), ("history_deals_get", "date_to")})
-_DICT_PARAMS = frozenset({("order_send", "request")})
-
 # Both sides: no public/all attribute access, no pickle, no remote setattr, no foreign
 # exception classes. Only `exposed_*` members are reachable (and the client exposes none).
 _SAFE_CONFIG: dict[str, Any] = {
@@ -119,121 +74,16 @@ _SAFE_CONFIG: dict[str, Any] = {
     "instantiate_oldstyle_exceptions": False,
 }
 
-_OK = "ok"
-_FAILED = "failed"
-
-ErrorPair = tuple[int, str]
-Reply = tuple[str, Any, ErrorPair]
-"""(status, encoded result, the terminal's last_error right after the call)."""
-
-
-# ---------------------------------------------------------------------------------------
-# server side
-# ---------------------------------------------------------------------------------------
-
-
-def _to_datetime(value: object) -> object:
-    """Epoch seconds -> aware UTC datetime, which the real package accepts; else unchanged."""
-    if type(value) in (int, float):
-        return datetime.fromtimestamp(value, tz=UTC)  # type: ignore[arg-type]
-    return value
-
-
-def _to_dict(name: str, value: object) -> dict[str, Any]:
-    """A request travels as ((key, value), ...); the package wants a dict."""
-    if type(value) is not tuple or not all(_is_pair(pair) for pair in value):
-        raise ValueError(f"{name}: the request must be a tuple of (key, value) pairs")
-    return dict(value)
-
-
-def _is_pair(pair: object) -> bool:
-    return type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str
-
-
-def _convert_arg(name: str, param: str | None, value: object) -> object:
-    """Give an argument back the Python type the package expects."""
-    if (name, param) in _DATETIME_PARAMS:
-        return _to_datetime(value)
-    if (name, param) in _DICT_PARAMS:
-        return _to_dict(name, value)
-    return value
-
-
-def _decode_arguments(name: str, args: object, kwargs: object) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Check that the arguments are plain data (no netrefs) and convert them for the call."""
-    if type(args) is not tuple or not is_plain(args):
-        raise ValueError(f"{name}: args must be a tuple of plain values")
-    if type(kwargs) is not tuple or not is_plain(kwargs) or not all(_is_pair(pair) for pair in kwargs):
-        raise ValueError(f"{name}: kwargs must be a tuple of (name, plain value) pairs")
-    params = _POSITIONAL_PARAMS.get(name, ())
-    call_args = tuple(_convert_arg(name, params[i] if i < len(params) else None, value) for i, value in enumerate(args))
-    call_kwargs = {key: _convert_arg(name, key, value) for key, value in kwargs}
-    return call_args, call_kwargs
-
-
-def _error_pair(value: object) -> ErrorPair:
-    """Normalize a last_error() result to a plain (int, str)."""
-    if isinstance(value, tuple) and len(value) == 2:
-        try:
-            return int(value[0]), str(value[1])
-        except (TypeError, ValueError):
-            pass
-    return RES_E_INTERNAL_FAIL, f"the terminal's last_error() returned {value!r}"
-
 
 class BridgeService(rpyc.Service):  # type: ignore[misc]
-    """Hosts an MT5-like object behind one allow-listed, by-value entry point.
-
-    One lock serializes every call: an MT5 terminal is single-threaded and its
-    last_error() is global, so it is read under the same lock as the call it explains.
-    """
+    """Hosts an MT5-like object behind the dispatcher's one allow-listed, by-value entry point."""
 
     def __init__(self, api: object, *, busy_timeout_secs: float = 60.0) -> None:
-        if not callable(getattr(api, "last_error", None)):
-            raise TypeError("the hosted object must have the MetaTrader5 functions (no last_error())")
-        self._api = api
-        self._lock = threading.Lock()
-        self._busy_timeout_secs = busy_timeout_secs
+        self._dispatcher = CallDispatcher(api, busy_timeout_secs=busy_timeout_secs)
 
     def exposed_call(self, name: str, args: tuple[Any, ...] = (), kwargs: tuple[Any, ...] = ()) -> Reply:
         """Call `name` on the hosted object; refuse (ValueError) anything off the allow-list."""
-        function = self._resolve(name)
-        call_args, call_kwargs = _decode_arguments(name, args, kwargs)
-        if not self._lock.acquire(timeout=self._busy_timeout_secs):
-            busy = f"{name}: the terminal stayed busy for {self._busy_timeout_secs} s"
-            return _FAILED, None, (RES_E_INTERNAL_FAIL_TIMEOUT, busy)
-        try:
-            return self._invoke(name, function, call_args, call_kwargs)
-        finally:
-            self._lock.release()
-
-    def _resolve(self, name: object) -> Any:
-        """The hosted function for an allowed name, or a refusal."""
-        if type(name) is not str or name not in ALLOWED_CALLS:
-            raise ValueError(f"refused: {name!r} is not an allowed MetaTrader5 function")
-        function = getattr(self._api, name, None)
-        if not callable(function):
-            raise ValueError(f"refused: the hosted terminal has no {name}()")
-        return function
-
-    def _invoke(self, name: str, function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Reply:
-        """Run the call; an exception becomes a failed reply, as the package reports errors."""
-        try:
-            result = function(*args, **kwargs)
-        except Exception as exc:
-            log.warning("%s raised %s: %s", name, type(exc).__name__, exc)
-            return _FAILED, None, (RES_E_INTERNAL_FAIL, f"{name} raised {type(exc).__name__}: {exc}")
-        try:
-            payload = encode_value(result)
-        except WireError as exc:
-            return _FAILED, None, (RES_E_INTERNAL_FAIL_SEND, f"{name}: {exc}")
-        return _OK, payload, self._last_error()
-
-    def _last_error(self) -> ErrorPair:
-        try:
-            return _error_pair(self._api.last_error())  # type: ignore[attr-defined]
-        except Exception as exc:
-            return RES_E_INTERNAL_FAIL, f"last_error raised {type(exc).__name__}: {exc}"
+        return self._dispatcher.call(name, args, kwargs)
 
 
 class _BridgeServer(ThreadedServer):  # type: ignore[misc]
@@ -290,75 +140,23 @@ def serve_bridge(
 # ---------------------------------------------------------------------------------------
 
 
-def _epoch_seconds(value: datetime) -> int:
-    """A datetime as epoch seconds; naive datetimes are taken as UTC, as MT5 expects."""
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return int(aware.timestamp())
-
-
-def _to_wire(value: object) -> Any:
-    """A local argument as plain data: datetimes as epoch seconds, dicts as (key, value) pairs."""
-    if value is None or type(value) in (bool, int, float, str, bytes):
-        return value
-    if isinstance(value, datetime):
-        return _epoch_seconds(value)
-    if isinstance(value, int):  # IntEnum and friends: send the plain value
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, Mapping):
-        return tuple((_key(k), _to_wire(v)) for k, v in value.items())
-    if isinstance(value, (tuple, list)):
-        return tuple(_to_wire(item) for item in value)
-    raise WireError(f"cannot send a {type(value).__name__} over the bridge")
-
-
-def _key(key: object) -> str:
-    if not isinstance(key, str):
-        raise WireError(f"request keys must be str, got {key!r}")
-    return str(key)
-
-
-def _given(**params: Any) -> dict[str, Any]:
-    """Only the parameters the caller set: the package rejects None for several of them."""
-    return {name: value for name, value in params.items() if value is not None}
-
-
-def _is_reply(reply: object) -> bool:
-    """An envelope (status, payload, (code, message)) made of plain data only."""
-    return (
-        type(reply) is tuple
-        and len(reply) == 3
-        and reply[0] in (_OK, _FAILED)
-        and type(reply[2]) is tuple
-        and len(reply[2]) == 2
-        and type(reply[2][0]) is int
-        and type(reply[2][1]) is str
-    )
-
-
-class BridgeTerminal:
+class BridgeTerminal(RemoteTerminal):
     """`MT5Api` over the bridge: same functions, same failure style as the real package.
 
-    Transport problems never raise: the call returns None (False for initialize/login)
-    and `last_error()` says RES_E_INTERNAL_FAIL_CONNECT or _TIMEOUT; the next call
-    reconnects. Otherwise `last_error()` is the terminal's own, read right after this
-    client's previous call under the server's lock.
+    A lost connection or a call with no reply within `call_timeout_secs` returns None with
+    RES_E_INTERNAL_FAIL_CONNECT / _TIMEOUT; the next call reconnects.
     """
 
     def __init__(
         self, host: str, port: int, connect_timeout_secs: float = 5.0, call_timeout_secs: float = 10.0
     ) -> None:
+        super().__init__()
         self.host = host
         self.port = port
         self.connect_timeout_secs = connect_timeout_secs
         self.call_timeout_secs = call_timeout_secs
-        self._lock = threading.RLock()
         self._stream: SocketStream | None = None
         self._conn: rpyc.Connection | None = None
-        self._error: ErrorPair | None = None
 
     def __repr__(self) -> str:
         return f"BridgeTerminal({self.host!r}, {self.port})"
@@ -374,143 +172,24 @@ class BridgeTerminal:
         with self._lock:
             self._disconnect()
 
-    # -- MT5Api -------------------------------------------------------------------------
-
-    def initialize(
-        self,
-        path: str | None = None,
-        *,
-        login: int | None = None,
-        password: str | None = None,
-        server: str | None = None,
-        timeout: int | None = None,
-        portable: bool = False,
-    ) -> bool:
-        kwargs = _given(login=login, password=password, server=server, timeout=timeout)
-        if portable:
-            kwargs["portable"] = True
-        args = () if path is None else (path,)
-        return bool(self._call("initialize", args, kwargs, failure=False))
-
-    def login(
-        self, login: int, password: str | None = None, server: str | None = None, timeout: int | None = None
-    ) -> bool:
-        kwargs = _given(password=password, server=server, timeout=timeout)
-        return bool(self._call("login", (login,), kwargs, failure=False))
-
-    def shutdown(self) -> None:
-        self._call("shutdown")
-
-    def last_error(self) -> tuple[int, str]:
-        with self._lock:
-            if self._error is None:  # no call yet: ask the terminal
-                self._call("last_error")
-            return self._error or (RES_E_INTERNAL_FAIL, "no error information")
-
-    def terminal_info(self) -> TerminalInfo | None:
-        return self._call("terminal_info")  # type: ignore[no-any-return]
-
-    def account_info(self) -> AccountInfo | None:
-        return self._call("account_info")  # type: ignore[no-any-return]
-
-    def positions_get(
-        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
-    ) -> tuple[TradePosition, ...] | None:
-        filters = _given(symbol=symbol, group=group, ticket=ticket)
-        return self._call("positions_get", kwargs=filters)  # type: ignore[no-any-return]
-
-    def orders_get(
-        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
-    ) -> tuple[TradeOrder, ...] | None:
-        filters = _given(symbol=symbol, group=group, ticket=ticket)
-        return self._call("orders_get", kwargs=filters)  # type: ignore[no-any-return]
-
-    def history_deals_get(
-        self,
-        date_from: datetime | int | None = None,
-        date_to: datetime | int | None = None,
-        group: str | None = None,
-        ticket: int | None = None,
-        position: int | None = None,
-    ) -> tuple[TradeDeal, ...] | None:
-        # the package takes the date range positionally, the filters by keyword
-        dates = () if date_from is None and date_to is None else (date_from, date_to)
-        kwargs = _given(group=group, ticket=ticket, position=position)
-        return self._call("history_deals_get", dates, kwargs)  # type: ignore[no-any-return]
-
-    def symbol_info(self, symbol: str) -> SymbolInfo | None:
-        return self._call("symbol_info", (symbol,))  # type: ignore[no-any-return]
-
-    def symbol_info_tick(self, symbol: str) -> Tick | None:
-        return self._call("symbol_info_tick", (symbol,))  # type: ignore[no-any-return]
-
-    def order_send(self, request: dict[str, Any]) -> OrderSendResult | None:
-        return self._call("order_send", (request,))  # type: ignore[no-any-return]
-
-    def version(self) -> tuple[int, int, str] | None:
-        """The terminal's (version, build, release date), if the hosted object has version()."""
-        return self._call("version")  # type: ignore[no-any-return]
-
-    # -- transport ----------------------------------------------------------------------
-
-    def _call(
-        self,
-        name: str,
-        args: tuple[Any, ...] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        failure: Any = None,
-    ) -> Any:
-        """One round trip; every failure becomes `failure` plus a last_error, never an exception."""
-        with self._lock:
-            try:
-                wire_args = _to_wire(args)
-                wire_kwargs = tuple((key, _to_wire(value)) for key, value in (kwargs or {}).items())
-            except WireError as exc:
-                return self._fail(failure, RES_E_INVALID_PARAMS, f"{name}: {exc}")
-            try:
-                conn = self._connection()
-            except (OSError, EOFError) as exc:
-                unreachable = f"cannot reach the bridge at {self.host}:{self.port}: {exc}"
-                return self._fail(failure, RES_E_INTERNAL_FAIL_CONNECT, unreachable)
-            return self._round_trip(conn, name, wire_args, wire_kwargs, failure)
-
-    def _round_trip(
-        self, conn: rpyc.Connection, name: str, args: tuple[Any, ...], kwargs: tuple[Any, ...], failure: Any
-    ) -> Any:
-        """Send the call; sort what can go wrong into the package's error codes."""
+    def _exchange(self, name: str, args: tuple[Any, ...], kwargs: tuple[Any, ...]) -> object:
+        """Send the call over the socket; sort what can go wrong into the package's error codes."""
         try:
-            reply = conn.root.call(name, args, kwargs)
-        except TimeoutError:  # rpyc's AsyncResultTimeout; must precede OSError, its base
+            conn = self._connection()
+        except (OSError, EOFError) as exc:
+            raise TransportError(
+                RES_E_INTERNAL_FAIL_CONNECT, f"cannot reach the bridge at {self.host}:{self.port}: {exc}"
+            ) from exc
+        try:
+            return conn.root.call(name, args, kwargs)
+        except TimeoutError as exc:  # rpyc's AsyncResultTimeout; must precede OSError, its base
             self._disconnect()  # a late reply must not be taken for the next call's
-            timeout = f"{name}: no reply within {self.call_timeout_secs} s"
-            return self._fail(failure, RES_E_INTERNAL_FAIL_TIMEOUT, timeout)
+            raise TransportError(
+                RES_E_INTERNAL_FAIL_TIMEOUT, f"{name}: no reply within {self.call_timeout_secs} s"
+            ) from exc
         except (EOFError, OSError) as exc:
             self._disconnect()
-            lost = f"{name}: connection to the bridge lost: {exc}"
-            return self._fail(failure, RES_E_INTERNAL_FAIL_CONNECT, lost)
-        except Exception as exc:
-            return self._fail(failure, RES_E_INTERNAL_FAIL, f"{name}: the bridge refused it: {exc}")
-        return self._unpack(name, reply, failure)
-
-    def _unpack(self, name: str, reply: object, failure: Any) -> Any:
-        """Check the envelope, rebuild the records, remember the terminal's last_error."""
-        if not _is_reply(reply):
-            return self._fail(failure, RES_E_INTERNAL_FAIL_RECEIVE, f"{name}: malformed reply")
-        status, payload, error = cast(Reply, reply)
-        if status == _FAILED:
-            self._error = error
-            return failure
-        try:
-            value = decode_value(payload)
-        except WireError as exc:
-            return self._fail(failure, RES_E_INTERNAL_FAIL_RECEIVE, f"{name}: {exc}")
-        self._error = error
-        return value
-
-    def _fail(self, failure: Any, code: int, message: str) -> Any:
-        self._error = (code, message)
-        log.debug("bridge %s:%s: %s", self.host, self.port, message)
-        return failure
+            raise TransportError(RES_E_INTERNAL_FAIL_CONNECT, f"{name}: connection to the bridge lost: {exc}") from exc
 
     def _connection(self) -> rpyc.Connection:
         """The live connection, (re)connecting if there is none or the server hung up."""
@@ -564,30 +243,51 @@ def _is_loopback(host: str) -> bool:
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m mt5recon.terminal.bridge",
-        description="Serve this machine's MetaTrader5 terminal to an mt5recon BridgeTerminal. "
-        "No authentication: bind to loopback or a private tunnel only.",
+        description="Serve this machine's MetaTrader5 terminal to an mt5recon BridgeTerminal, keeping its "
+        "session logged in between cycles. No authentication: bind to loopback or a private tunnel only.",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
     parser.add_argument(
         "--busy-timeout", type=float, default=60.0, help="seconds a call waits for the terminal (default 60)"
     )
+    parser.add_argument(
+        "--call-timeout",
+        type=float,
+        default=10.0,
+        help="seconds one MT5 call may block before the terminal's worker process is stopped (default 10)",
+    )
+    parser.add_argument("--module", default=OFFICIAL_MODULE, help="the package to host (default MetaTrader5)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the real MetaTrader5 module until interrupted (run on the terminal host)."""
+    """Serve the MetaTrader5 module until SIGTERM or Ctrl-C (run on the terminal host).
+
+    The module runs in a worker process behind a session: a blocked call is cut off after
+    `--call-timeout`, the login is kept between cycles, and stopping shuts the terminal
+    session down cleanly.
+    """
     args = _parse_args(argv)
-    try:
-        import MetaTrader5  # Windows-only: imported only here
-    except ImportError:
-        print("the MetaTrader5 package is not installed (it needs Windows or Wine Python)", file=sys.stderr)
+    if importlib.util.find_spec(args.module) is None:
+        print(f"the {args.module} package is not installed (it needs Windows or Wine Python)", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not _is_loopback(args.host):
         log.warning("binding to %s: anyone who reaches this port can trade on this terminal", args.host)
-    log.info("serving MetaTrader5 on %s:%s", args.host, args.port)
-    serve_bridge(MetaTrader5, args.host, args.port, block=True, busy_timeout_secs=args.busy_timeout)
+    session = SessionTerminal(lambda: ProcessTerminal(args.module, call_timeout_secs=args.call_timeout))
+    server = serve_bridge(session, args.host, args.port, busy_timeout_secs=args.busy_timeout)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    log.info("serving %s on %s:%s", args.module, args.host, server.port)
+    try:
+        stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.close()
+        session.close()
+        log.info("stopped: the terminal session is shut down")
     return 0
 
 

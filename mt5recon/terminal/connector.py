@@ -19,6 +19,7 @@ from mt5recon import frames
 from mt5recon.snapshot import Snapshot
 from mt5recon.terminal.api import MT5Api
 from mt5recon.terminal.errors import error_for
+from mt5recon.terminal.session import SESSION_LOST_CODES
 
 # frame name -> the record fields it carries (everything except the snapshot keys)
 _RECORD_COLUMNS = {
@@ -105,10 +106,21 @@ def fetch_account(api: MT5Api, request: FetchRequest) -> Snapshot:
         if account is not None
         else None
     )
+
+    def lookup(result: Any) -> Any:
+        """A symbol the terminal does not know is no error; a broken link to the terminal is."""
+        if result is None:
+            code, _ = api.last_error()
+            if code in SESSION_LOST_CODES:
+                codes.append(code)
+        return result
+
     symbols = _symbols_of(positions or (), orders or (), request.extra_symbols)
-    specs = [s for s in (api.symbol_info(name) for name in symbols) if s is not None] if account else []
+    specs = [s for s in (lookup(api.symbol_info(name)) for name in symbols) if s is not None] if account else []
     ticks = (
-        [(name, t) for name, t in ((n, api.symbol_info_tick(n)) for n in symbols) if t is not None] if account else []
+        [(name, t) for name, t in ((n, lookup(api.symbol_info_tick(n))) for n in symbols) if t is not None]
+        if account
+        else []
     )
 
     accounts = _account_frame(account, positions, orders, deals, keys)

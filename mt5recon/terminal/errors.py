@@ -98,3 +98,13 @@ def error_for(code: int, message: str, call: str = "", login: int | None = None)
 
 def is_transient(code: int) -> bool:
     return _BY_CODE.get(code, GenericFailure).transient
+
+
+def error_pair(value: object) -> tuple[int, str]:
+    """Normalize a last_error() result to a plain (int, str)."""
+    if isinstance(value, tuple) and len(value) == 2:
+        try:
+            return int(value[0]), str(value[1])
+        except (TypeError, ValueError):
+            pass
+    return c.RES_E_INTERNAL_FAIL, f"the terminal's last_error() returned {value!r}"

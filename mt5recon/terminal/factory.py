@@ -1,23 +1,23 @@
-"""The one place that picks a terminal implementation for an account and logs it in."""
+"""The one place that picks a terminal implementation for an account and logs it in.
+
+Sessions are kept per process and account between cycles (see `session`), and shut down when
+the process exits:
+
+- `metatrader5`: the official module in a worker process per terminal, behind a session;
+- `bridge`: a connection to the terminal host, whose bridge keeps the session logged in;
+- `sim`: the process's simulated fleet, behind a session like a real terminal.
+"""
 
 from __future__ import annotations
 
-import importlib
+import atexit
 import threading
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any, cast
+from collections.abc import Callable, Hashable
+from typing import Any
 
-from mt5recon.fleet import AccountConfig, ConnectorConfig, resolve_reference
+from mt5recon.fleet import AccountConfig, resolve_reference
 from mt5recon.terminal.api import MT5Api
-
-# The official package drives ONE terminal per process through module-level state: sessions of
-# several `metatrader5` accounts must take turns, while bridge and simulator sessions are independent.
-_OFFICIAL_MODULE_TURN = threading.Lock()
-
-
-def session_turn(connector: ConnectorConfig) -> AbstractContextManager[object]:
-    """Hold this around initialize -> fetch -> shutdown of one account."""
-    return _OFFICIAL_MODULE_TURN if connector.kind == "metatrader5" else nullcontext()
+from mt5recon.terminal.session import ReconnectPolicy, SessionTerminal
 
 
 class TerminalUnavailable(RuntimeError):
@@ -28,37 +28,84 @@ class TerminalUnavailable(RuntimeError):
         self.code = code
 
 
-def _official_module() -> MT5Api:
-    try:
-        return cast(MT5Api, importlib.import_module("MetaTrader5"))
-    except ImportError as error:
-        raise RuntimeError(
-            "the MetaTrader5 package ships Windows wheels only; on Linux run the terminal under Wine "
-            "and use connector kind 'bridge'"
-        ) from error
+class TerminalSessions:
+    """This process's terminals, one per account and connector, kept between cycles."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._terminals: dict[Hashable, MT5Api] = {}
+
+    def get(self, account: AccountConfig, policy: ReconnectPolicy | None = None) -> MT5Api:
+        key, make = _terminal_for(account, policy or ReconnectPolicy())
+        with self._lock:
+            terminal = self._terminals.get(key)
+            if terminal is None:
+                terminal = self._terminals[key] = make()
+            return terminal
+
+    def close_all(self) -> None:
+        """Shut every session down: worker processes stop, bridge connections close."""
+        with self._lock:
+            terminals, self._terminals = list(self._terminals.values()), {}
+        for terminal in terminals:
+            close = getattr(terminal, "close", None)
+            if callable(close):
+                close()
 
 
-def implementation(connector: ConnectorConfig, login: int) -> MT5Api:
-    """A fresh, not yet initialized API object for this connector kind."""
+def _terminal_for(account: AccountConfig, policy: ReconnectPolicy) -> tuple[Hashable, Callable[[], MT5Api]]:
+    """The pool key and the constructor of this account's terminal."""
+    connector = account.connector
     if connector.kind == "metatrader5":
-        return _official_module()
+        from mt5recon.terminal.worker import ProcessTerminal
+
+        def worker() -> MT5Api:
+            return ProcessTerminal(
+                connector.module,
+                call_timeout_secs=connector.call_timeout_secs,
+                start_timeout_secs=max(connector.connect_timeout_secs, 30.0),
+            )
+
+        return (connector, account.login), lambda: SessionTerminal(worker, policy=policy)
     if connector.kind == "bridge":
         from mt5recon.terminal.bridge import BridgeTerminal
 
-        return BridgeTerminal(
-            connector.host,
-            connector.port,
-            connect_timeout_secs=connector.connect_timeout_secs,
-            call_timeout_secs=connector.call_timeout_secs,
-        )
+        def bridge() -> MT5Api:
+            return BridgeTerminal(
+                connector.host,
+                connector.port,
+                connect_timeout_secs=connector.connect_timeout_secs,
+                call_timeout_secs=connector.call_timeout_secs,
+            )
+
+        return (connector, account.login), bridge
     from mt5recon.terminal.sim_host import in_process_fleet
 
-    return in_process_fleet().terminal(login)
+    sim = in_process_fleet()  # a session belongs to the fleet it was opened on, and lives in its time
+    return (connector, account.login, id(sim)), lambda: SessionTerminal(
+        lambda: sim.terminal(account.login, connect=False), policy=policy, clock=sim.now_s
+    )
 
 
-def open_terminal(account: AccountConfig) -> MT5Api:
-    """Initialize and log in; raises TerminalUnavailable with the terminal's own error code."""
-    api = implementation(account.connector, account.login)
+_sessions: list[TerminalSessions] = []
+_sessions_lock = threading.Lock()
+
+
+def sessions() -> TerminalSessions:
+    """The process's sessions, created on first use and closed at exit."""
+    with _sessions_lock:
+        if not _sessions:
+            _sessions.append(TerminalSessions())
+            atexit.register(_sessions[0].close_all)
+        return _sessions[0]
+
+
+def open_terminal(account: AccountConfig, policy: ReconnectPolicy | None = None) -> MT5Api:
+    """The account's session, logged in; raises TerminalUnavailable with the terminal's own error code.
+
+    The password is resolved from its reference here, passed to `initialize` and not kept.
+    """
+    api = sessions().get(account, policy)
     options: dict[str, Any] = {
         "login": account.login,
         "server": account.server,
@@ -70,6 +117,5 @@ def open_terminal(account: AccountConfig) -> MT5Api:
     ok = api.initialize(path, **options) if path else api.initialize(**options)
     if not ok:
         code, message = api.last_error()
-        api.shutdown()
         raise TerminalUnavailable(account.login, code, message)
     return api

@@ -1,5 +1,6 @@
 """Host a simulated fleet the way real terminals are reached: each account behind its own
-bridge port, and the simulated bot writing its expected trades into its own SQLite database.
+bridge port (a session kept logged in between cycles, as a terminal host keeps it), and the
+simulated bot writing its expected trades into its own SQLite database.
 
 Whoever runs the pipeline on a simulated fleet (`up`, `cycle`, `record`, `sim serve`) hosts it;
 the pipeline itself only ever talks to bridges, exactly as with real terminals.
@@ -8,13 +9,15 @@ the pipeline itself only ever talks to bridges, exactly as with real terminals.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mt5recon.fleet import FleetConfig, SimulatorConfig
+from mt5recon.terminal.api import MT5Api
+from mt5recon.terminal.session import SessionTerminal
 from mt5recon.terminal.simulator.clock import WallClock
 from mt5recon.terminal.simulator.fleet import SimFleet
 
@@ -44,10 +47,16 @@ def use_in_process_fleet(fleet: SimFleet | None) -> None:
 class SimHost:
     sim: SimFleet | None = None
     servers: list[Any] = field(default_factory=list)
+    sessions: list[SessionTerminal] = field(default_factory=list)
     endpoints: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         return ", ".join(self.endpoints) or "nothing (the fleet is not simulated)"
+
+
+def _sim_terminal(sim: SimFleet, login: int) -> Callable[[], MT5Api]:
+    """A fresh simulated terminal, logged out until the session initializes it (as a real one)."""
+    return lambda: sim.terminal(login, connect=False)
 
 
 def _bot_writer(sim: SimFleet, target: Path, stop: threading.Event) -> None:
@@ -73,8 +82,10 @@ def hosted_fleet(fleet: FleetConfig, home: Path) -> Iterator[SimHost]:
     try:
         for account in fleet.accounts:
             if account.connector.kind == "bridge":
-                server = serve_bridge(sim.terminal(account.login), account.connector.host, account.connector.port)
+                session = SessionTerminal(_sim_terminal(sim, account.login), policy=fleet.reconnect, clock=sim.now_s)
+                server = serve_bridge(session, account.connector.host, account.connector.port)
                 host.servers.append(server)
+                host.sessions.append(session)
                 host.endpoints.append(f"{account.login}@{account.connector.host}:{account.connector.port}")
         if fleet.expected_trades.kind == "sqlite" and fleet.expected_trades.path:
             target = Path(fleet.expected_trades.path)
@@ -91,3 +102,5 @@ def hosted_fleet(fleet: FleetConfig, home: Path) -> Iterator[SimHost]:
             writer.join(timeout=5)
         for server in host.servers:
             server.close()
+        for session in host.sessions:
+            session.close()

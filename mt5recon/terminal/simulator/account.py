@@ -356,8 +356,14 @@ class SimAccount:
         """Calls return None/False with -10005 after delay_secs (simulated time with a SimClock)."""
         self.faults.timeout = Fault(calls, frozenset(methods) if methods else None, delay_secs)
 
+    def slow_down(self, delay_secs: float, *, calls: int | None = None, methods: set[str] | None = None) -> None:
+        """Every call (or those in `methods`) answers `delay_secs` late, as over a slow IPC link or
+        a busy terminal; the answer itself is right. `delay_secs=0` makes the link fast again."""
+        self.faults.latency = Fault(calls, frozenset(methods) if methods else None, delay_secs) if delay_secs else None
+
     def fail_auth(self, calls: int | None = 1) -> None:
-        """initialize(login=…)/login() fail with RES_E_AUTH_FAILED (-6)."""
+        """The broker refuses the account: a live session is logged out (calls fail with
+        RES_E_AUTH_FAILED, -6) and initialize(login=…)/login() fail the same way."""
         self.faults.auth = Fault(calls, frozenset({"initialize", "login"}))
 
     def fail_snapshot(self, calls: int | None = 1, *, methods: set[str] | None = None) -> None:

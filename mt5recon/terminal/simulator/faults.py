@@ -27,6 +27,7 @@ class Faults:
     timeout: Fault | None = None
     auth: Fault | None = None
     snapshot: Fault | None = None
+    latency: Fault | None = None  # every matching call answers `delay` seconds late (a slow IPC link)
     malformed: dict[str, Fault] = field(default_factory=dict)
     unknown_ticket: int = 0  # ticket of the injected position on UNKNOWN_SYMBOL
     unknown_since_ms: int = 0
@@ -57,6 +58,12 @@ class Faults:
         hit, self.timeout = self._take(f, method)
         return f if hit else None
 
+    def take_latency(self, method: str) -> float:
+        """Seconds this call waits before answering (0.0 when the link is fast)."""
+        f = self.latency
+        hit, self.latency = self._take(f, method)
+        return f.delay if hit and f is not None else 0.0
+
     def take_auth(self, method: str) -> bool:
         hit, self.auth = self._take(self.auth, method)
         return hit
@@ -77,5 +84,5 @@ class Faults:
 
     def clear(self) -> None:
         self.disconnected_until = None
-        self.timeout = self.auth = self.snapshot = None
+        self.timeout = self.auth = self.snapshot = self.latency = None
         self.malformed.clear()

@@ -101,6 +101,9 @@ class SimTerminal:
             self._error = NOT_INITIALIZED
             return None
         acct = self.fleet.account(self._login)
+        if acct.faults.auth is not None:  # the broker refuses the account: the session is logged out
+            self._initialized, self._error = False, AUTH_FAILED
+            return None
         fault = acct.faults.take_timeout(method)
         if fault is not None:
             self._error = TIMEOUT
@@ -112,6 +115,9 @@ class SimTerminal:
 
     def _call(self, method: str, body: Callable[[SimAccount], R], failure: R, *, offline_ok: bool = False) -> R:
         fleet = self.fleet
+        latency = self._latency(method)
+        if latency > 0:
+            fleet.clock.sleep(latency)  # outside the lock: other terminals keep working
         with fleet.lock:
             fleet.sync()
             gate = self._gate(method, offline_ok=offline_ok)
@@ -120,6 +126,13 @@ class SimTerminal:
         if isinstance(gate, _Timeout) and gate.delay > 0:
             fleet.clock.sleep(gate.delay)  # outside the lock: other terminals keep working
         return failure
+
+    def _latency(self, method: str) -> float:
+        login = self._login if self._initialized else None
+        if login is None:
+            return 0.0
+        with self.fleet.lock:
+            return self.fleet.account(login).faults.take_latency(method)
 
     def _ok(self, value: R) -> R:
         self._error = OK
