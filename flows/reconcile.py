@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 
 import schemas
 from mt5recon import pipeline
 from mt5recon.fleet import load_fleet
+from mt5recon.serving import start_delay_secs
 from mt5recon.settings import Settings
 from mt5recon.terminal.factory import open_terminal
 from tasks.io import commit_cycle, fetch_snapshots, load_expected_trades, load_state
@@ -35,7 +38,7 @@ def _scheduled_time() -> datetime:
 
 
 @flow(name="reconcile", log_prints=False)
-async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any]:
+async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any] | State:
     """One cycle over the whole fleet; returns the summary shown in the run's artifacts."""
     settings = Settings()
     fleet = load_fleet(Path(fleet_file) if fleet_file else settings.fleet)
@@ -43,6 +46,11 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any]:
     scheduled_at = _scheduled_time()
     cycle_id = pipeline.cycle_id_for(fleet.name, scheduled_at)
     started_at = datetime.now(UTC)
+    delay = start_delay_secs(scheduled_at, started_at)
+    if delay > settings.max_start_delay_secs:  # a backlog after an outage: the next cycle takes over
+        message = f"started {delay:.1f} s after its scheduled time: a snapshot of the past is worthless"
+        get_run_logger().warning("cycle %s cancelled: %s", cycle_id, message)
+        return Cancelled(message=message)
     store = settings.store_config()
 
     expected_raw = load_expected_trades(fleet, home, store)
@@ -71,6 +79,6 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any]:
     )
     committed = commit_cycle(store, cycle_id, tables, pipeline.state_deletes(state))
     summary = {"cycle_id": cycle_id, "duplicate": committed.duplicate, **pipeline.summarize(tables)}
-    publish_cycle_report(summary, state.breaks.events, tables["terminal_health"])
+    publish_cycle_report(summary, state.breaks.events, tables["terminal_health"], fleet.name, scheduled_at)
     get_run_logger().info("cycle %s: %s", cycle_id, summary)
     return summary

@@ -62,7 +62,25 @@ def cycle(fleet: FleetOption = None, home: HomeOption = None) -> None:
 
     with hosted_fleet(load_fleet(settings.fleet), settings.resolved_home()):
         summary = asyncio.run(reconcile_fleet())
-    typer.echo(_format_summary(summary))
+    typer.echo(_format_summary(summary) if isinstance(summary, dict) else f"cycle not run: {summary.message}")
+
+
+@app.command()
+def alerts(
+    webhook_url: Annotated[str, typer.Option(help="where notifications are POSTed as JSON {subject, body}")],
+    silence_secs: Annotated[int, typer.Option(help="notify when no cycle completed for this long")] = 60,
+    home: HomeOption = None,
+) -> None:
+    """Install the example automations: notify on every break opened/resolved, and when cycles stop.
+    Runs against $PREFECT_API_URL, else the local server of `up`."""
+    from mt5recon.alerting import install_automations
+    from mt5recon.local import prefect_env
+
+    os.environ.setdefault("PREFECT_API_URL", prefect_env(_settings(home=home))["PREFECT_API_URL"])
+    installed = install_automations(webhook_url, silence_secs=silence_secs)
+    for name, automation_id in installed.automation_ids.items():
+        typer.echo(f"automation {name!r}: {automation_id}")
+    typer.echo(f"notifications go through block 'custom-webhook/mt5recon-alerts' ({installed.block_id})")
 
 
 @app.command()

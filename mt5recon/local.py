@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -93,14 +94,18 @@ def run_local(settings: Settings) -> None:
     os.environ.update(prefect_env(settings))
     settings.resolved_home().mkdir(parents=True, exist_ok=True)
     from mt5recon.fleet import load_fleet
-    from mt5recon.serving import cancel_late_runs, serve_deployments
+    from mt5recon.serving import cancel_late_runs, serve_deployments, start_late_run_reaper
     from mt5recon.terminal.sim_host import hosted_fleet
 
     fleet = load_fleet(settings.fleet)
     with prefect_server(settings) as api_url:
         print(f"Prefect UI: {api_url.removesuffix('/api')}  (Ctrl-C stops everything)", flush=True)
         with hosted_fleet(fleet, settings.resolved_home()):
-            cancelled = cancel_late_runs()
-            if cancelled:
-                print(f"cancelled {cancelled} late run(s) left from an earlier session", flush=True)
-            serve_deployments(settings)
+            cancelled = cancel_late_runs(settings.max_start_delay_secs)
+            print(f"cancelled {cancelled} late run(s) left from an earlier session", flush=True)
+            stop = threading.Event()
+            start_late_run_reaper(settings.max_start_delay_secs, settings.interval_secs, stop)
+            try:
+                serve_deployments(settings)
+            finally:
+                stop.set()

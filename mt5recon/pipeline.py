@@ -24,7 +24,7 @@ from mt5recon.store.stored_state import StoredState
 from mt5recon.terminal import breaker as breakers
 from mt5recon.terminal import constants
 from mt5recon.terminal.api import MT5Api
-from mt5recon.terminal.connector import FetchRequest, failed_account, fetch_account
+from mt5recon.terminal.connector import Fetched, FetchRequest, build_snapshot, failed_account, fetch_records
 from mt5recon.terminal.errors import is_transient
 from mt5recon.terminal.factory import TerminalUnavailable
 from mt5recon.validation import (
@@ -43,7 +43,8 @@ def cycle_id_for(fleet_name: str, at: datetime) -> str:
     return f"{fleet_name}:{at.strftime('%Y%m%dT%H%M%S.%fZ')}"
 
 
-def _fetch_one(account: AccountConfig, open_terminal: TerminalOpener, request: FetchRequest) -> Snapshot:
+def _fetch_one(account: AccountConfig, open_terminal: TerminalOpener, request: FetchRequest) -> Fetched | Snapshot:
+    """The account's answers, or its failed snapshot when the terminal could not be used."""
     try:
         api = open_terminal(account)
     except TerminalUnavailable as error:
@@ -51,7 +52,7 @@ def _fetch_one(account: AccountConfig, open_terminal: TerminalOpener, request: F
     except Exception as error:  # any connect failure is this account's failure, never the cycle's
         return failed_account(request, f"connect: {error}")
     try:
-        return fetch_account(api, request)
+        return fetch_records(api, request)
     except Exception as error:
         return failed_account(request, f"fetch: {type(error).__name__}: {error}")
     finally:
@@ -116,7 +117,10 @@ def _fan_out(
     futures = {pool.submit(_fetch_one, account, open_terminal, request): request for account, request in calling}
     done, late = wait(futures, timeout=deadline_secs)
     pool.shutdown(wait=False, cancel_futures=True)
-    parts = [future.result() for future in futures if future in done]
+    answers = [future.result() for future in futures if future in done]
+    # the frames of every account that answered are built once, after the fan-out
+    fetched = [a for a in answers if isinstance(a, Fetched)]
+    parts = [a for a in answers if isinstance(a, Snapshot)] + ([build_snapshot(fetched)] if fetched else [])
     for future in late:
         request = futures[future]
         parts.append(
@@ -315,16 +319,21 @@ def cycle_tables(
         schema={"login": pl.Int64, "error": pl.String},
     )
     quarantined = validated.quarantine.group_by("login").len("quarantined")
+    reconciled = result.observed.select("login", "reconciled")
     cycles = (
         accounts.join(errors, on="login", how="left")
+        .join(reconciled, on="login", how="left")
         .join(result.account_stats, on="login", how="left")
         .join(quarantined, on="login", how="left")
         .with_columns(
             pl.lit(started_at).cast(frames.UTC_US).alias("started_at"),
             pl.lit(finished_at).cast(frames.UTC_US).alias("finished_at"),
-            pl.when(pl.col("account_ok") & pl.col("positions_ok"))
-            .then(pl.lit("ok"))
-            .otherwise(pl.lit("failed"))
+            # failed: a call failed; stale: fetched but too old to reconcile; ok: reconciled
+            pl.when(~(pl.col("account_ok") & pl.col("positions_ok")))
+            .then(pl.lit("failed"))
+            .when(~pl.col("reconciled").fill_null(False))
+            .then(pl.lit("stale"))
+            .otherwise(pl.lit("ok"))
             .alias("status"),
             pl.lit(fetch_ms).alias("fetch_ms"),
             pl.lit(reconcile_ms).alias("reconcile_ms"),
@@ -355,6 +364,7 @@ def summarize(tables: dict[str, pl.DataFrame]) -> dict[str, object]:
         "accounts": cycles.height,
         "accounts_ok": int((cycles["status"] == "ok").sum()),
         "accounts_failed": int((cycles["status"] == "failed").sum()),
+        "accounts_stale": int((cycles["status"] == "stale").sum()),
         "positions": int(cycles["positions"].sum()),
         "matched": int(cycles["matched"].sum()),
         "divergences": int(cycles["divergences"].sum()),

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from mt5recon.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DEPLOYMENT = "every-10s"
 HOUSEKEEPING_DEPLOYMENT = "hourly"
@@ -82,3 +86,27 @@ async def _cancel_late_runs(grace: timedelta) -> int:
 def cancel_late_runs(grace_secs: float = 5.0) -> int:
     """Cancel runs already late on start-up, instead of firing them in a burst."""
     return asyncio.run(_cancel_late_runs(timedelta(seconds=grace_secs)))
+
+
+def start_late_run_reaper(grace_secs: float, every_secs: float, stop: threading.Event) -> threading.Thread:
+    """Keep cancelling runs that fell behind (the machine slept, the server stalled, the runner
+    lagged) while serving, so catching up never fires a burst of stale cycles."""
+
+    def reap() -> None:
+        while not stop.wait(every_secs):
+            try:
+                cancelled = cancel_late_runs(grace_secs)
+            except Exception as error:  # the server may be restarting: try again next round
+                log.warning("late-run check failed: %s", error)
+                continue
+            if cancelled:  # on the console of `up`, next to the server's own messages
+                print(f"cancelled {cancelled} run(s) more than {grace_secs:g} s late (stale)", flush=True)
+
+    thread = threading.Thread(target=reap, name="late-run-reaper", daemon=True)
+    thread.start()
+    return thread
+
+
+def start_delay_secs(scheduled_at: datetime, started_at: datetime) -> float:
+    """How late a run started against its schedule (negative: early)."""
+    return (started_at - scheduled_at).total_seconds()

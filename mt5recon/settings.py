@@ -26,7 +26,14 @@ class Settings(BaseSettings):
     interval_secs: float = Field(default=10.0, gt=0)
     housekeeping_interval_secs: float = Field(default=3600.0, gt=0, description="store housekeeping cadence")
     prefetch_secs: float = Field(default=5.0, ge=0, description="start a run's process this early (hides start-up)")
-    fetch_concurrency: int = Field(default=16, ge=1)
+    max_start_delay_secs: float = Field(
+        default=5.0,
+        gt=0,
+        description="a scheduled run not started this long after its time is cancelled, never run late",
+    )
+    fetch_concurrency: int = Field(
+        default=64, ge=1, description="terminals fetched at once (threads; each waits on I/O)"
+    )
 
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()

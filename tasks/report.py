@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import polars as pl
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 
+from mt5recon.notifications import EventSpec, break_notifications, cycle_notification
 from mt5recon.store.housekeeping import HousekeepingStats
 
 MAX_ROWS = 50
@@ -19,10 +22,11 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     breakers = ", ".join(f"{state}: {n}" for state, n in summary.get("breakers", {}).items()) or "none"
     return (
         f"### Cycle `{summary['cycle_id']}`\n\n"
-        "| accounts | ok | failed | positions | matched | divergences | breaks opened | breaks resolved "
-        "| pending | quarantined |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
-        f"| {summary['accounts']} | {summary['accounts_ok']} | {summary['accounts_failed']} | {summary['positions']} "
+        "| accounts | reconciled | stale | failed | positions | matched | divergences | breaks opened "
+        "| breaks resolved | pending | quarantined |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        f"| {summary['accounts']} | {summary['accounts_ok']} | {summary['accounts_stale']} "
+        f"| {summary['accounts_failed']} | {summary['positions']} "
         f"| {summary['matched']} | {summary['divergences']} | {summary['breaks_opened']} "
         f"| {summary['breaks_resolved']} | {summary['breaks_pending']} | {summary['quarantined']} |\n\n"
         f"Open breaks by kind (accounts observed this cycle): {kinds}\n\n"
@@ -50,14 +54,33 @@ def troubled_terminals(health: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _emit(spec: EventSpec) -> None:
+    emit_event(
+        spec.event,
+        resource=spec.resource,
+        related=spec.related,
+        payload=spec.payload,
+        occurred=spec.occurred,
+        id=spec.id,
+    )
+
+
 @task(name="publish-report", cache_policy=NO_CACHE)
-def publish_cycle_report(summary: dict[str, Any], events: pl.DataFrame, health: pl.DataFrame) -> None:
+def publish_cycle_report(
+    summary: dict[str, Any], events: pl.DataFrame, health: pl.DataFrame, fleet: str, at: datetime
+) -> int:
+    """Artifacts for the run page, and events for automations; returns the break events sent."""
+    notifications, left_out = break_notifications(events, fleet=fleet)
+    for spec in notifications:
+        _emit(spec)
+    _emit(cycle_notification({**summary, "break_events_left_out": left_out}, fleet=fleet, at=at))
     create_markdown_artifact(summary_markdown(summary), key="cycle-summary", description="reconciliation cycle")
     create_table_artifact(
         troubled_terminals(health).to_dicts(),
         key="terminal-health",
         description=f"terminals with an open breaker, a failed call or no server connection (top {MAX_ROWS})",
     )
+    return len(notifications)
     create_table_artifact(
         changed_breaks(events).to_dicts(),
         key="cycle-breaks",

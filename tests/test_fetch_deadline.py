@@ -34,3 +34,46 @@ def test_a_hung_terminal_times_out_alone() -> None:
     assert "deadline" in snapshot.errors[5002], "the fetch returned while the terminal was still busy"
     assert snapshot.positions.filter(pl.col("login") == 5002).height == 0, "no late rows in this cycle"
     assert book[5002].failures == 1 and book[5002].state == "closed", "a transient failure counts toward the breaker"
+
+
+def test_hundreds_of_terminals_fan_out_within_the_concurrency_limit() -> None:
+    """250 slow terminals (50 ms a snapshot): all fetched in one cycle, never more than the limit
+    talking at once, each account's rows its own."""
+    import threading
+
+    sim = SimFleet.quiet(clock=WallClock(), accounts=250, prepopulate=False)
+    fleet = sim_fleet_config(sim)
+    for login in sim.logins:
+        sim.account(login).slow_down(0.05, methods={"account_info"})
+    limit, inside, peak = 20, [0], [0]
+    lock = threading.Lock()
+
+    class Counted:
+        def __init__(self, api: object) -> None:
+            self._api = api
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._api, name)
+
+        def account_info(self) -> object:
+            with lock:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            try:
+                return self._api.account_info()  # type: ignore[attr-defined]
+            finally:
+                with lock:
+                    inside[0] -= 1
+
+    use_in_process_fleet(sim)
+    try:
+        snapshot, _ = pipeline.fetch_fleet(
+            fleet, fetched_at=sim.now(), open_terminal=lambda a: Counted(open_terminal(a)), concurrency=limit
+        )  # type: ignore[arg-type, return-value]
+    finally:
+        use_in_process_fleet(None)
+    assert snapshot.accounts.height == 250 and snapshot.accounts["account_ok"].all()
+    assert sorted(snapshot.accounts["login"].to_list()) == sorted(sim.logins)
+    assert 1 < peak[0] <= limit, f"{peak[0]} terminals at once with a limit of {limit}"
+    logins = snapshot.health["login"].to_list()
+    assert len(logins) == len(set(logins)) == 250, "one health row per terminal"

@@ -50,6 +50,25 @@ async def _latest_table(key: str) -> list[dict[str, object]]:
     return json.loads(data) if isinstance(data, str) else data  # type: ignore[return-value]
 
 
+async def _events(prefix: str, expected: int) -> list[dict[str, object]]:
+    """The server's events under `prefix`, once at least `expected` of them have been persisted."""
+    from datetime import UTC, datetime, timedelta
+
+    from prefect import get_client
+
+    now = datetime.now(UTC)
+    window = {"since": (now - timedelta(hours=1)).isoformat(), "until": (now + timedelta(hours=1)).isoformat()}
+    body = {"filter": {"occurred": window, "event": {"prefix": [prefix]}}, "limit": 50}
+    found: list[dict[str, object]] = []
+    async with get_client() as client:
+        for _ in range(60):  # the event persister writes in batches
+            found = (await client._client.post("/events/filter", json=body)).json()["events"]
+            if len(found) >= expected:
+                break
+            await asyncio.sleep(0.5)
+    return found
+
+
 def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.reconcile import reconcile_fleet
 
@@ -71,6 +90,11 @@ def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monk
     assert second["accounts_failed"] == 1 and second["breakers"] == {"closed": 10}, "one failure: not yet open"
     troubled = asyncio.run(_latest_table("terminal-health"))
     assert [(r["login"], r["error_kind"], r["breaker_state"]) for r in troubled] == [(5002, "ipc_timeout", "closed")]
+    cycles_done = asyncio.run(_events("mt5recon.cycle.completed", 2))
+    assert {e["payload"]["cycle_id"] for e in cycles_done} >= {first["cycle_id"], second["cycle_id"]}  # type: ignore[index]
+    opened = asyncio.run(_events("mt5recon.break.opened", 2))
+    kinds = {(e["payload"]["login"], e["payload"]["kind"]) for e in opened}  # type: ignore[index]
+    assert {(5001, "unknown_position"), (5002, "snapshot_failed")} <= kinds, kinds
     assert second["open_breaks_by_kind"].get("unknown_position", 0) >= 1, "confirmed on the second observation"
 
     reader = open_reader(StoreConfig.under(tmp_path))

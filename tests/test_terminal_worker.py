@@ -118,3 +118,48 @@ def test_official_accounts_are_fetched_in_parallel_workers_and_sessions_are_reus
         assert all(s.stats.reuses == 1 for s in healthy if isinstance(s, SessionTerminal)), "kept between cycles"
     finally:
         pool.close_all()
+
+
+def test_the_bridge_host_keeps_the_session_between_cycles_and_shuts_down_cleanly() -> None:
+    """`python -m mt5recon.terminal.bridge` as an operator runs it: each cycle is a new client
+    connection, the terminal's worker (and its login) outlives them, SIGTERM ends both."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mt5recon.terminal.bridge import BridgeTerminal
+
+    tests_dir = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])}
+    host = subprocess.Popen(
+        [sys.executable, "-m", "mt5recon.terminal.bridge", "--port", "0", "--module", MODULE, "--call-timeout", "1"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert host.stderr is not None
+        line = ""
+        while "serving" not in line:
+            line = host.stderr.readline()
+            assert line, "the bridge host exited before serving"
+        port = int(line.rsplit(":", 1)[1])
+        pids = []
+        for _cycle in range(2):
+            with BridgeTerminal("127.0.0.1", port, call_timeout_secs=5.0) as client:
+                assert client.initialize(login=7001, password="pw", server=fake.SERVER)
+                version = client.version()
+                assert version is not None
+                pids.append(version[1])
+                client.shutdown()  # the cycle is done; the host keeps the session
+        assert pids[0] == pids[1] != host.pid, "one worker, logged in once, served both cycles"
+        host.send_signal(signal.SIGTERM)
+        assert host.wait(timeout=30) == 0
+        assert "the terminal session is shut down" in host.stderr.read()
+        with pytest.raises(ProcessLookupError):
+            os.kill(pids[0], 0)
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()

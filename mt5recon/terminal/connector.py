@@ -3,14 +3,18 @@
 Works the same for the real `MetaTrader5` module, the RPyC bridge and the simulator: it only
 calls the package's functions and reads named-tuple fields by name. MT5 times are seconds or
 milliseconds since epoch in the broker server's clock; `server_offset_secs` turns them into UTC.
+
+Two steps, so a fan-out over a thousand terminals stays cheap: `fetch_records` makes one
+account's calls and keeps the answers as they came (plain Python, no frames), and
+`build_snapshot` turns the answers of every account into each frame once.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -41,29 +45,40 @@ class FetchRequest:
     extra_symbols: tuple[str, ...] = ()
 
 
-def _time_expr(column: str, offset_secs: int) -> pl.Expr:
+def _time_expr(column: str) -> pl.Expr:
     """Server-clock epoch (s or ms) -> UTC datetime; 0 means 'not set' in MT5."""
     scale = 1 if column in frames.TIME_FIELDS_MSC else 1000
     raw = pl.col(column).cast(pl.Int64, strict=False)
-    utc_ms = raw * scale - offset_secs * 1000
+    utc_ms = raw * scale - pl.col(_OFFSET) * 1000
     return pl.when(raw > 0).then(pl.from_epoch(utc_ms, time_unit="ms")).dt.replace_time_zone("UTC").alias(column)
 
 
-def records_to_frame(
-    name: str, records: Iterable[Any], *, login: int, fetched_at: datetime, server_offset_secs: int = 0
-) -> pl.DataFrame:
-    """Named tuples -> a frame with the declared dtypes; values are kept as sent (validation judges them)."""
+_OFFSET = "__server_offset_secs"
+Batch = tuple[Iterable[Any], int, datetime, int]
+"""(records, login, fetched_at, server_offset_secs) of one account."""
+
+
+def records_to_frame(name: str, batches: Sequence[Batch]) -> pl.DataFrame:
+    """Named tuples of any number of accounts -> one frame with the declared dtypes; values are
+    kept as sent (validation judges them)."""
     schema = frames.SNAPSHOT_FRAMES[name]
     columns = [c for c in _RECORD_COLUMNS[name] if c not in _ADDED_COLUMNS and f"{c}@{name}" not in _ADDED_COLUMNS]
-    rows = [tuple(getattr(r, c) for c in columns) for r in records]
-    raw = pl.DataFrame(rows, schema=columns, orient="row", strict=False, infer_schema_length=None)
-    times = frames.TIME_FIELDS_SECS | frames.TIME_FIELDS_MSC
-    converted = raw.with_columns(
-        [_time_expr(c, server_offset_secs) for c in columns if c in times]
-        + [pl.col(c).cast(schema[c], strict=False) for c in columns if c not in times]
+    rows = [
+        (*(getattr(r, c) for c in columns), login, fetched_at, offset)
+        for records, login, fetched_at, offset in batches
+        for r in records
+    ]
+    raw = pl.DataFrame(
+        rows, schema=[*columns, "login", "fetched_at", _OFFSET], orient="row", strict=False, infer_schema_length=None
     )
-    keyed = converted.with_columns(
-        pl.lit(login, dtype=pl.Int64).alias("login"), pl.lit(fetched_at).cast(frames.UTC_US).alias("fetched_at")
+    times = frames.TIME_FIELDS_SECS | frames.TIME_FIELDS_MSC
+    keyed = raw.with_columns(
+        pl.col("login").cast(pl.Int64),
+        pl.col("fetched_at").cast(frames.UTC_US),
+        pl.col(_OFFSET).cast(pl.Int64),
+    ).with_columns(
+        [_time_expr(c) for c in columns if c in times]
+        + [pl.col(c).cast(schema[c], strict=False) for c in columns if c not in times]
     )
     for flag in _ACCOUNT_FLAGS:
         if flag in schema:
@@ -73,72 +88,87 @@ def records_to_frame(
     )
 
 
-def fetch_account(api: MT5Api, request: FetchRequest) -> Snapshot:
-    """One account's snapshot. A call that returns None marks its frame failed, never empty."""
-    keys: dict[str, Any] = {
-        "login": request.login,
-        "fetched_at": request.fetched_at,
-        "server_offset_secs": request.server_offset_secs,
-    }
-    errors: list[str] = []
-    codes: list[int] = []
+@dataclass
+class Fetched:
+    """One account's answers as the terminal gave them (None: the call failed)."""
+
+    request: FetchRequest
+    terminal: Any = None
+    account: Any = None
+    positions: Sequence[Any] | None = None
+    orders: Sequence[Any] | None = None
+    deals: Sequence[Any] | None = None
+    specs: list[Any] = field(default_factory=list)
+    ticks: list[tuple[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    codes: list[int] = field(default_factory=list)
+    calls_ms: float = 0.0
+
+    def batch(self, records: Iterable[Any]) -> Batch:
+        r = self.request
+        return records, r.login, r.fetched_at, r.server_offset_secs
+
+
+def fetch_records(api: MT5Api, request: FetchRequest) -> Fetched:
+    """One account's calls. A call that returns None marks its frame failed, never empty."""
+    got = Fetched(request)
 
     def call(label: str, result: Any) -> Any:
         if result is None:
             code, message = api.last_error()
-            errors.append(f"{label}: {code} {message}")
-            codes.append(code)
+            got.errors.append(f"{label}: {code} {message}")
+            got.codes.append(code)
         return result
-
-    started = time.perf_counter()
-    terminal = api.terminal_info()
-    account = call("account_info", api.account_info())
-    positions = call("positions_get", api.positions_get()) if account is not None else None
-    orders = call("orders_get", api.orders_get()) if account is not None else None
-    offset = request.server_offset_secs
-    deals = (
-        call(
-            "history_deals_get",
-            api.history_deals_get(
-                int(request.deals_from.timestamp()) + offset, int(request.fetched_at.timestamp()) + offset + 60
-            ),
-        )
-        if account is not None
-        else None
-    )
 
     def lookup(result: Any) -> Any:
         """A symbol the terminal does not know is no error; a broken link to the terminal is."""
         if result is None:
             code, _ = api.last_error()
             if code in SESSION_LOST_CODES:
-                codes.append(code)
+                got.codes.append(code)
         return result
 
-    symbols = _symbols_of(positions or (), orders or (), request.extra_symbols)
-    specs = [s for s in (lookup(api.symbol_info(name)) for name in symbols) if s is not None] if account else []
-    ticks = (
-        [(name, t) for name, t in ((n, lookup(api.symbol_info_tick(n))) for n in symbols) if t is not None]
-        if account
-        else []
+    started = time.perf_counter()
+    got.terminal = api.terminal_info()
+    got.account = call("account_info", api.account_info())
+    if got.account is not None:
+        got.positions = call("positions_get", api.positions_get())
+        got.orders = call("orders_get", api.orders_get())
+        offset = request.server_offset_secs
+        got.deals = call(
+            "history_deals_get",
+            api.history_deals_get(
+                int(request.deals_from.timestamp()) + offset, int(request.fetched_at.timestamp()) + offset + 60
+            ),
+        )
+        symbols = _symbols_of(got.positions or (), got.orders or (), request.extra_symbols)
+        got.specs = [s for s in (lookup(api.symbol_info(name)) for name in symbols) if s is not None]
+        got.ticks = [(n, t) for n, t in ((n, lookup(api.symbol_info_tick(n))) for n in symbols) if t is not None]
+    got.calls_ms = (time.perf_counter() - started) * 1000
+    return got
+
+
+def build_snapshot(fetched: Sequence[Fetched]) -> Snapshot:
+    """Every account's answers -> the snapshot frames, each built once for all accounts."""
+    ticks = records_to_frame("ticks", [f.batch(t for _, t in f.ticks) for f in fetched]).with_columns(
+        pl.Series("symbol", [name for f in fetched for name, _ in f.ticks], dtype=pl.String)
+    )
+    return Snapshot(
+        accounts=_account_frame(fetched),
+        health=pl.DataFrame([_health(f) for f in fetched], schema=frames.HEALTH),
+        positions=records_to_frame("positions", [f.batch(f.positions or ()) for f in fetched]),
+        orders=records_to_frame("orders", [f.batch(f.orders or ()) for f in fetched]),
+        deals=records_to_frame("deals", [f.batch(f.deals or ()) for f in fetched]),
+        ticks=ticks,
+        symbols=records_to_frame("symbols", [f.batch(f.specs) for f in fetched]),
+        errors={f.request.login: "; ".join(f.errors) for f in fetched if f.errors},
+        error_codes={f.request.login: f.codes[0] for f in fetched if f.codes},
     )
 
-    accounts = _account_frame(account, positions, orders, deals, keys)
-    tick_frame = records_to_frame("ticks", [t for _, t in ticks], **keys).with_columns(
-        pl.Series("symbol", [n for n, _ in ticks], dtype=pl.String)
-    )
-    health = _health(request, terminal, account, tick_frame, codes, (time.perf_counter() - started) * 1000)
-    return Snapshot(
-        accounts=accounts,
-        health=health,
-        positions=records_to_frame("positions", positions or (), **keys),
-        orders=records_to_frame("orders", orders or (), **keys),
-        deals=records_to_frame("deals", deals or (), **keys),
-        ticks=tick_frame,
-        symbols=records_to_frame("symbols", specs, **keys),
-        errors={request.login: "; ".join(errors)} if errors else {},
-        error_codes={request.login: codes[0]} if codes else {},
-    )
+
+def fetch_account(api: MT5Api, request: FetchRequest) -> Snapshot:
+    """One account's snapshot (a fleet builds its frames once: `build_snapshot`)."""
+    return build_snapshot([fetch_records(api, request)])
 
 
 def _symbols_of(positions: Sequence[Any], orders: Sequence[Any], extra: Iterable[str]) -> list[str]:
@@ -146,36 +176,44 @@ def _symbols_of(positions: Sequence[Any], orders: Sequence[Any], extra: Iterable
     return sorted({p.symbol for p in positions} | {o.symbol for o in orders} | set(extra))
 
 
-def _account_frame(account: Any, positions: Any, orders: Any, deals: Any, keys: dict[str, Any]) -> pl.DataFrame:
-    frame = (
-        records_to_frame("accounts", [account], **keys)
-        if account is not None
-        else pl.DataFrame({"login": [keys["login"]]}, schema={"login": pl.Int64}).with_columns(
-            pl.lit(keys["fetched_at"]).cast(frames.UTC_US).alias("fetched_at")
-        )
+def _account_frame(fetched: Sequence[Fetched]) -> pl.DataFrame:
+    """One row per account: the record's fields where account_info answered, the call flags always."""
+    records = records_to_frame("accounts", [f.batch([f.account]) for f in fetched if f.account is not None])
+    flags = pl.DataFrame(
+        [
+            {
+                "login": f.request.login,
+                "fetched_at": f.request.fetched_at,
+                "account_ok": f.account is not None,
+                "positions_ok": f.positions is not None,
+                "orders_ok": f.orders is not None,
+                "deals_ok": f.deals is not None,
+            }
+            for f in fetched
+        ],
+        schema={"login": pl.Int64, "fetched_at": frames.UTC_US, **dict.fromkeys(_ACCOUNT_FLAGS, pl.Boolean)},
     )
-    flags = {
-        "account_ok": account is not None,
-        "positions_ok": positions is not None,
-        "orders_ok": orders is not None,
-        "deals_ok": deals is not None,
-    }
-    frame = frame.with_columns([pl.lit(v).alias(k) for k, v in flags.items()])
+    frame = flags.join(records.drop("fetched_at", *_ACCOUNT_FLAGS), on="login", how="left", maintain_order="left")
     return frame.select(
         [(pl.col(c) if c in frame.columns else pl.lit(None)).cast(d).alias(c) for c, d in frames.ACCOUNTS.items()]
     )
 
 
-def _health(
-    request: FetchRequest, terminal: Any, account: Any, ticks: pl.DataFrame, codes: list[int], calls_ms: float
-) -> pl.DataFrame:
+def _last_tick(f: Fetched) -> datetime | None:
+    newest = max((t.time_msc for _, t in f.ticks if t.time_msc and t.time_msc > 0), default=None)
+    if newest is None:
+        return None
+    return datetime.fromtimestamp(newest / 1000 - f.request.server_offset_secs, UTC)
+
+
+def _health(f: Fetched) -> dict[str, Any]:
     """One row of frames.HEALTH for this terminal and cycle (breaker_state is filled in later)."""
-    last_tick = ticks["time_msc"].max() if ticks.height else None
-    fetched = request.fetched_at
-    code = codes[0] if codes else None
-    row = {
-        "login": request.login,
-        "fetched_at": fetched,
+    terminal, account = f.terminal, f.account
+    last_tick = _last_tick(f)
+    code = f.codes[0] if f.codes else None
+    return {
+        "login": f.request.login,
+        "fetched_at": f.request.fetched_at,
         "connected": bool(terminal.connected) if terminal is not None else None,
         "trade_allowed": (
             bool(terminal.trade_allowed and account.trade_allowed and account.trade_expert)
@@ -183,14 +221,13 @@ def _health(
             else None
         ),
         "ping_ms": terminal.ping_last / 1000.0 if terminal is not None else None,
-        "calls_ms": calls_ms,
+        "calls_ms": f.calls_ms,
         "last_tick_at": last_tick,
-        "data_age_secs": (fetched - last_tick).total_seconds() if isinstance(last_tick, datetime) else None,
+        "data_age_secs": (f.request.fetched_at - last_tick).total_seconds() if last_tick is not None else None,
         "error_code": code,
         "error_kind": error_for(code, "").name if code is not None else None,
         "breaker_state": None,
     }
-    return pl.DataFrame([row], schema=frames.HEALTH)
 
 
 def failed_account(request: FetchRequest, error: str, code: int | None = None) -> Snapshot:

@@ -240,6 +240,13 @@ class SessionTerminal:
     def order_send(self, request: dict[str, Any]) -> OrderSendResult | None:
         return self._through("order_send", request)  # type: ignore[no-any-return]
 
+    def version(self) -> tuple[int, int, str] | None:
+        """The terminal's (version, build, release date), when the terminal object has version()."""
+        if not callable(getattr(self._api, "version", None)):
+            self._error = (c.RES_E_NOT_FOUND, "the terminal has no version()")
+            return None
+        return self._through("version")  # type: ignore[no-any-return]
+
     # -- internals ----------------------------------------------------------------------------------
 
     def _serves(self, login: int | None, server: str | None) -> bool:

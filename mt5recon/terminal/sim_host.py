@@ -36,7 +36,11 @@ def in_process_fleet(config: SimulatorConfig | None = None) -> SimFleet:
 
 
 def use_in_process_fleet(fleet: SimFleet | None) -> None:
-    """Install a specific fleet (e.g. one on a SimClock) as the process's simulated fleet; None clears it."""
+    """Install a specific fleet (e.g. one on a SimClock) as the process's simulated fleet; None clears it.
+    Sessions opened on the previous fleet are closed: they belong to its world."""
+    from mt5recon.terminal.factory import sessions
+
+    sessions().close_all()
     with _lock:
         _in_process.clear()
         if fleet is not None:
