@@ -18,7 +18,7 @@ from mt5recon.fleet import load_fleet
 from mt5recon.serving import start_delay_secs
 from mt5recon.settings import Settings
 from mt5recon.terminal.factory import open_terminal
-from tasks.io import commit_cycle, fetch_snapshots, load_expected_trades, load_state
+from tasks.io import commit_cycle, fetch_snapshots, load_expected_trades, load_state, protect_accounts
 from tasks.report import publish_cycle_report
 from tasks.transform import advance_state, reconcile, validate
 
@@ -66,6 +66,9 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any] | Sta
     result, reconcile_ms = reconcile(validated, fleet, datetime.now(UTC))
     stored = load_state(store, *pipeline.break_state_keys(fleet, result))
     state = advance_state(stored, validated, result, fleet, scheduled_at)
+    actions = protect_accounts(
+        state.guards.protection.decisions, validated.frames["positions"], validated.frames["ticks"], fleet, scheduled_at
+    )
     tables = pipeline.cycle_tables(
         cycle_id=cycle_id,
         started_at=started_at,
@@ -76,9 +79,12 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any] | Sta
         state=state,
         fetch_ms=fetch_ms,
         reconcile_ms=reconcile_ms,
+        protective_actions=actions,
     )
     committed = commit_cycle(store, cycle_id, tables, pipeline.state_deletes(state))
     summary = {"cycle_id": cycle_id, "duplicate": committed.duplicate, **pipeline.summarize(tables)}
-    publish_cycle_report(summary, state.breaks.events, tables["terminal_health"], fleet.name, scheduled_at)
+    publish_cycle_report(
+        summary, state.breaks.events, tables["terminal_health"], tables["guard_alerts"], fleet.name, scheduled_at
+    )
     get_run_logger().info("cycle %s: %s", cycle_id, summary)
     return summary

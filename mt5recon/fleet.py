@@ -14,6 +14,7 @@ from typing import Literal, Self, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mt5recon.guards.config import GuardConfig
 from mt5recon.store.housekeeping import Retention
 from mt5recon.terminal.breaker import BreakerPolicy
 from mt5recon.terminal.session import ReconnectPolicy
@@ -114,6 +115,8 @@ class FleetConfig(BaseModel):
     # store retention per table and time-travel window, applied by the housekeeping flow
     housekeeping: Retention = Retention()
     simulator: SimulatorConfig = SimulatorConfig()
+    # risk guards: drawdown levels, market thresholds, protective close (off by default)
+    guards: GuardConfig = GuardConfig()
     deals_lookback_secs: int = Field(default=6 * 3600, gt=0)
     # deals reach back to the bot's oldest open trade, but never further than this
     deals_max_lookback_secs: int = Field(default=7 * 86400, gt=0)

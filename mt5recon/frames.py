@@ -158,6 +158,7 @@ SYMBOLS = pl.Schema(
         "volume_min": pl.Float64(),
         "volume_step": pl.Float64(),
         "currency_profit": pl.String(),
+        "path": pl.String(),  # e.g. Forex\\Majors\\EURUSD: the asset class for the market guard
     }
 )
 

@@ -6,7 +6,9 @@ Events (resource `mt5recon.break.<break_id>`, related to `mt5recon.account.<logi
 - `mt5recon.break.opened`   a break was confirmed (or came back: `reopened` in the payload);
 - `mt5recon.break.resolved` the divergence is gone;
 - `mt5recon.cycle.completed` once per cycle, on the fleet: the cycle's counts, so an automation
-  can also fire when cycles stop arriving.
+  can also fire when cycles stop arriving;
+- `mt5recon.guard.alert`    a guard level crossed or cleared, a protective close announced,
+  cancelled or carried out (resource `mt5recon.account.<login>` or `mt5recon.symbol.<symbol>`).
 
 Event ids are derived from the break event ids, so a retried publish never notifies twice.
 """
@@ -24,6 +26,7 @@ PREFIX = "mt5recon"
 BREAK_OPENED = f"{PREFIX}.break.opened"
 BREAK_RESOLVED = f"{PREFIX}.break.resolved"
 CYCLE_COMPLETED = f"{PREFIX}.cycle.completed"
+GUARD_ALERT = f"{PREFIX}.guard.alert"
 _NOTIFIED = {"opened": BREAK_OPENED, "reopened": BREAK_OPENED, "resolved": BREAK_RESOLVED}
 MAX_BREAK_EVENTS = 200  # per cycle, worst first; the cycle event carries the full counts
 _NAMESPACE = uuid.UUID("6f1c3d52-2f7e-4c1e-9a51-5d1f3b0e8a11")
@@ -91,3 +94,31 @@ def cycle_notification(summary: dict[str, Any], *, fleet: str, at: datetime) -> 
         occurred=at,
         id=uuid.uuid5(_NAMESPACE, f"cycle|{summary.get('cycle_id', at.isoformat())}"),
     )
+
+
+def guard_notifications(alerts: pl.DataFrame, *, fleet: str, limit: int = MAX_BREAK_EVENTS) -> list[EventSpec]:
+    """One event per guard alert of this cycle (raised first), on its account or symbol."""
+    specs = []
+    for row in (
+        alerts.sort("event", "guard", "login", "symbol", descending=[True, False, False, False])
+        .head(limit)
+        .iter_rows(named=True)
+    ):
+        on_account = row["login"] is not None
+        resource_id = f"{PREFIX}.account.{row['login']}" if on_account else f"{PREFIX}.symbol.{row['symbol']}"
+        specs.append(
+            EventSpec(
+                event=GUARD_ALERT,
+                resource={
+                    "prefect.resource.id": resource_id,
+                    "prefect.resource.name": f"{row['guard']} {row['event']}",
+                    f"{PREFIX}.guard": str(row["guard"]),
+                    f"{PREFIX}.alert": str(row["event"]),
+                },
+                related=[_fleet(fleet)],
+                payload={key: _plain(value) for key, value in row.items()},
+                occurred=row["at"],
+                id=uuid.uuid5(_NAMESPACE, f"guard|{row['alert_id']}|{row['event']}"),
+            )
+        )
+    return specs

@@ -15,6 +15,8 @@ import polars as pl
 
 from mt5recon import frames, history
 from mt5recon.fleet import AccountConfig, FleetConfig
+from mt5recon.guards import protect
+from mt5recon.guards.cycle import GuardUpdate, advance_guards, changed_rows
 from mt5recon.recon import lifecycle
 from mt5recon.recon.engine import ReconResult, reconcile
 from mt5recon.recon.inputs import quarantined_positions
@@ -261,6 +263,9 @@ class CycleState:
     breaks: lifecycle.BreakUpdate
     positions: history.ChangeSet
     trades: history.ChangeSet
+    guards: GuardUpdate
+    # guard state rows the cycle removes (protective announcements withdrawn or re-armed)
+    guard_deletes: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
 def advance_breaks(
@@ -288,12 +293,41 @@ def advance_state(
         trades=history.track_trades(
             stored.trades, validated.frames["expected_trades"], quarantine=validated.quarantine, at=at
         ),
+        guards=(guards := run_guards(stored, validated, reconciled, fleet, at=at)),
+        guard_deletes={
+            "protect_pending": stored.guards.protect_pending.join(
+                guards.protection.pending, on="login", how="anti"
+            ).select("login")
+        },
+    )
+
+
+def run_guards(
+    stored: StoredState, validated: ValidatedCycle, fresh: pl.DataFrame, fleet: FleetConfig, *, at: datetime
+) -> GuardUpdate:
+    """Drawdown, market and protective guards on this cycle's validated frames."""
+    v = validated.frames
+    return advance_guards(
+        stored.guards,
+        accounts=v["accounts"],
+        deals=v["deals"],
+        ticks=v["ticks"],
+        symbols=v["symbols"],
+        positions=v["positions"],
+        fresh_logins=fresh,
+        config=fleet.guards,
+        server_offsets={a.login: a.server_offset_secs for a in fleet.accounts},
+        at=at,
     )
 
 
 def state_deletes(state: CycleState) -> dict[str, pl.DataFrame]:
     """Rows the cycle removes from current-state tables (closed positions, removed bot trades)."""
-    return {"current_positions": state.positions.deletes, "current_expected_trades": state.trades.deletes}
+    return {
+        "current_positions": state.positions.deletes,
+        "current_expected_trades": state.trades.deletes,
+        **state.guard_deletes,
+    }
 
 
 def _with_cycle(cycle_id: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -311,6 +345,7 @@ def cycle_tables(
     state: CycleState,
     fetch_ms: float,
     reconcile_ms: float,
+    protective_actions: pl.DataFrame | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Everything one cycle stores, keyed by table name, each row tagged with the cycle id."""
     accounts = snapshot.accounts.select("login", "account_ok", "positions_ok")
@@ -351,6 +386,21 @@ def cycle_tables(
         "breaks": _with_cycle(cycle_id, state.breaks.state),
         "break_events": _with_cycle(cycle_id, state.breaks.events),
         "quarantine": _with_cycle(cycle_id, validated.quarantine),
+        **_guard_tables(cycle_id, state.guards, protective_actions),
+    }
+
+
+def _guard_tables(cycle_id: str, guards: GuardUpdate, actions: pl.DataFrame | None) -> dict[str, pl.DataFrame]:
+    """The guards' rows: alerts, the state rows this cycle touched, pending announcements,
+    protective actions sent or recorded, positions at risk."""
+    no_actions = pl.DataFrame(schema=protect.ACTION_SCHEMA)
+    return {
+        "guard_alerts": _with_cycle(cycle_id, guards.alerts),
+        "drawdown_state": _with_cycle(cycle_id, changed_rows(guards.drawdown.state, guards.at)),
+        "market_state": _with_cycle(cycle_id, changed_rows(guards.market.state, guards.at)),
+        "protect_pending": _with_cycle(cycle_id, guards.protection.pending),
+        "protective_actions": _with_cycle(cycle_id, actions if actions is not None else no_actions),
+        "positions_at_risk": _with_cycle(cycle_id, guards.market.at_risk),
     }
 
 
@@ -375,4 +425,16 @@ def summarize(tables: dict[str, pl.DataFrame]) -> dict[str, object]:
         "breakers": dict(tables["terminal_health"].group_by("breaker_state").len().sort("breaker_state").iter_rows()),
         "position_changes": tables["position_changes"].height,
         "quarantined": tables["quarantine"].height,
+        "guard_alerts_raised": int((tables["guard_alerts"]["event"] == "raised").sum()),
+        "positions_at_risk": tables["positions_at_risk"].height,
+        "protective_actions": tables["protective_actions"].height,
+        **_worst_drawdown(tables["drawdown_state"]),
     }
+
+
+def _worst_drawdown(state: pl.DataFrame) -> dict[str, object]:
+    """The account furthest below its equity peak this cycle."""
+    if state.height == 0:
+        return {"worst_drawdown_pct": None, "worst_drawdown_login": None}
+    row = state.sort("drawdown_pct", descending=True, nulls_last=True).row(0, named=True)
+    return {"worst_drawdown_pct": round(float(row["drawdown_pct"] or 0.0), 2), "worst_drawdown_login": row["login"]}

@@ -13,12 +13,15 @@ from prefect.cache_policies import NO_CACHE
 
 from mt5recon import pipeline
 from mt5recon.fleet import FleetConfig
+from mt5recon.guards.protect import execute_closes
 from mt5recon.snapshot import Snapshot
 from mt5recon.sources import read_expected_trades
 from mt5recon.store.housekeeping import HousekeepingStats, Retention, run_housekeeping
 from mt5recon.store.lake import CommitResult, Store, StoreConfig, open_reader
 from mt5recon.store.stored_state import StoredState, read_stored_state
+from mt5recon.terminal.api import MT5Api
 from mt5recon.terminal.breaker import load_book, save_book
+from mt5recon.terminal.factory import open_terminal
 from tasks.retry import retry_transient
 
 # two quick retries keep a retried cycle well inside its 10-second slot
@@ -95,3 +98,17 @@ def commit_cycle(
 def housekeep(config: StoreConfig, retention: Retention, now: datetime) -> HousekeepingStats:
     """Short steps, each taking the writer lock on its own, so cycles keep committing meanwhile."""
     return run_housekeeping(config, retention, now=now)
+
+
+@task(name="protect-accounts", cache_policy=NO_CACHE)
+def protect_accounts(
+    decisions: pl.DataFrame, positions: pl.DataFrame, ticks: pl.DataFrame, fleet: FleetConfig, at: datetime
+) -> pl.DataFrame:
+    """Send (or, in dry-run, record) this cycle's protective closes. Never retried: a close that
+    may have reached the broker is not sent twice; the next cycle sees what happened."""
+    by_login = {account.login: account for account in fleet.accounts}
+
+    def terminal_for(login: int) -> MT5Api:
+        return open_terminal(by_login[login], policy=fleet.reconnect)
+
+    return execute_closes(decisions, positions, ticks, fleet.guards.protect, terminal_for, at=at)

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from mt5recon.notifications import EventSpec, break_notifications, cycle_notification
+from mt5recon.notifications import EventSpec, break_notifications, cycle_notification, guard_notifications
 from mt5recon.store.housekeeping import HousekeepingStats
 
 MAX_ROWS = 50
@@ -20,6 +20,11 @@ MAX_ROWS = 50
 def summary_markdown(summary: dict[str, Any]) -> str:
     kinds = ", ".join(f"{k}: {n}" for k, n in summary["open_breaks_by_kind"].items()) or "none"
     breakers = ", ".join(f"{state}: {n}" for state, n in summary.get("breakers", {}).items()) or "none"
+    worst = (
+        f"{summary['worst_drawdown_pct']}% (account {summary['worst_drawdown_login']})"
+        if summary.get("worst_drawdown_pct") is not None
+        else "n/a"
+    )
     return (
         f"### Cycle `{summary['cycle_id']}`\n\n"
         "| accounts | reconciled | stale | failed | positions | matched | divergences | breaks opened "
@@ -30,7 +35,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"| {summary['matched']} | {summary['divergences']} | {summary['breaks_opened']} "
         f"| {summary['breaks_resolved']} | {summary['breaks_pending']} | {summary['quarantined']} |\n\n"
         f"Open breaks by kind (accounts observed this cycle): {kinds}\n\n"
-        f"Terminal circuit breakers: {breakers}\n"
+        f"Terminal circuit breakers: {breakers}\n\n"
+        f"Guards: {summary.get('guard_alerts_raised', 0)} alert(s) raised, "
+        f"{summary.get('positions_at_risk', 0)} position(s) on flagged symbols, "
+        f"{summary.get('protective_actions', 0)} protective order(s); worst drawdown {worst}\n"
     )
 
 
@@ -67,12 +75,24 @@ def _emit(spec: EventSpec) -> None:
 
 @task(name="publish-report", cache_policy=NO_CACHE)
 def publish_cycle_report(
-    summary: dict[str, Any], events: pl.DataFrame, health: pl.DataFrame, fleet: str, at: datetime
+    summary: dict[str, Any],
+    events: pl.DataFrame,
+    health: pl.DataFrame,
+    guard_alerts: pl.DataFrame,
+    fleet: str,
+    at: datetime,
 ) -> int:
     """Artifacts for the run page, and events for automations; returns the break events sent."""
     notifications, left_out = break_notifications(events, fleet=fleet)
-    for spec in notifications:
+    for spec in [*notifications, *guard_notifications(guard_alerts, fleet=fleet)]:
         _emit(spec)
+    create_table_artifact(
+        guard_alerts.select("login", "symbol", "guard", "event", "value", "threshold", "detail")
+        .head(MAX_ROWS)
+        .to_dicts(),
+        key="guard-alerts",
+        description=f"guard levels crossed or cleared, protective closes, this cycle (top {MAX_ROWS})",
+    )
     _emit(cycle_notification({**summary, "break_events_left_out": left_out}, fleet=fleet, at=at))
     create_markdown_artifact(summary_markdown(summary), key="cycle-summary", description="reconciliation cycle")
     create_table_artifact(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from mt5recon.store.sqltext import identifier
-from mt5recon.store.tables import BOT_EXPECTED_TRADES, STORE_TABLES
+from mt5recon.store.tables import BOT_EXPECTED_TRADES, GUARD_TABLES, STORE_TABLES
 
 LEDGER = "cycle_ledger"
 SCHEMA_VERSION = "schema_version"
@@ -40,6 +40,8 @@ def duckdb_type(dtype: pl.DataType) -> str:
     """The DuckDB column type for a polars dtype; every datetime is stored as TIMESTAMPTZ (UTC)."""
     if isinstance(dtype, pl.Datetime):
         return "TIMESTAMPTZ"
+    if isinstance(dtype, pl.List):
+        return f"{duckdb_type(dtype.inner)}[]"  # type: ignore[arg-type]
     sql = _SIMPLE_TYPES.get(type(dtype))
     if sql is None:
         raise TypeError(f"no DuckDB column type declared for polars dtype {dtype}")
@@ -146,6 +148,12 @@ def _v4(catalog: str) -> list[str]:
     return statements
 
 
+def _v5(catalog: str) -> list[str]:
+    """Risk guards: alerts, drawdown and market state, the protective close's pending
+    announcements and audit trail, and the positions at risk per cycle."""
+    return [create_table_sql(catalog, name, STORE_TABLES[name]) for name in GUARD_TABLES]
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: its number, what it does, and its DDL for a given lake alias."""
@@ -160,6 +168,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "breaks and break events (divergences kept, no longer written)", _v2),
     Migration(3, "position and expected-trade change histories, bot table, daily views", _v3),
     Migration(4, "terminal health per cycle", _v4),
+    Migration(5, "risk guards: alerts, state, protective actions, positions at risk", _v5),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -28,6 +28,12 @@ TYPICAL_ROWS: dict[str, int] = {
     "breaks": 12,
     "break_events": 3,
     "quarantine": 2,
+    "guard_alerts": 1,
+    "drawdown_state": 10,
+    "market_state": 4,
+    "protect_pending": 0,
+    "protective_actions": 0,
+    "positions_at_risk": 1,
 }
 
 
@@ -45,15 +51,22 @@ def _column(name: str, dtype: pl.DataType, position: int) -> pl.Expr:
         value = (i * 31 + salt) % 100_000
     elif dtype.is_float():
         value = ((i * 17 + salt) % 10_000) / 7.0
+    elif dtype == pl.Date:
+        value = (pl.lit(EPOCH) + pl.duration(days=(i + salt) % 3650)).dt.date()
+    elif isinstance(dtype, pl.List):
+        value = pl.concat_list([((i * 13 + salt) % 1_000) / 10.0, ((i * 7 + salt) % 1_000) / 10.0])
     else:
         raise TypeError(f"no sample values for dtype {dtype}")
     nullable = pl.when((i + position) % 7 == 0).then(None).otherwise(value)
     return nullable.cast(dtype).alias(name)
 
 
-def _key(name: str) -> pl.Expr:
+def _key(name: str, dtype: pl.DataType) -> pl.Expr:
     """A state table's key: unique and never null (the same keys every cycle, as real breaks recur)."""
-    return pl.format("{}-{}", pl.lit(name), pl.int_range(pl.len(), dtype=pl.Int64)).alias(name)
+    index = pl.int_range(pl.len(), dtype=pl.Int64)
+    if dtype.is_integer():
+        return (index + 1).cast(dtype).alias(name)
+    return pl.format("{}-{}", pl.lit(name), index).alias(name)
 
 
 def sample_frame(table: str, rows: int, cycle_id: str) -> pl.DataFrame:
@@ -63,7 +76,7 @@ def sample_frame(table: str, rows: int, cycle_id: str) -> pl.DataFrame:
     exprs = [
         pl.lit(cycle_id, dtype=dtype).alias(name)
         if name == _CYCLE_ID_COLUMN
-        else _key(name)
+        else _key(name, dtype)
         if name == key
         else _column(name, dtype, position)
         for position, (name, dtype) in enumerate(schema.items())

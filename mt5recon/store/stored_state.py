@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import polars as pl
 
+from mt5recon.guards import drawdown, market, protect
+from mt5recon.guards.cycle import GuardState
 from mt5recon.store.sqltext import identifier
 from mt5recon.store.tables import BREAKS, CURRENT_EXPECTED_TRADES, CURRENT_POSITIONS
 
@@ -82,6 +84,7 @@ class StoredState:
     breaks: pl.DataFrame
     positions: pl.DataFrame
     trades: pl.DataFrame
+    guards: GuardState = field(default_factory=lambda: read_guard_state(None))
 
     @classmethod
     def empty(cls) -> StoredState:
@@ -94,4 +97,19 @@ def read_stored_state(con: duckdb.DuckDBPyConnection, logins: list[int], break_i
         breaks=read_break_state(con, logins, break_ids),
         positions=read_current_positions(con, logins),
         trades=read_current_trades(con),
+        guards=read_guard_state(con),
     )
+
+
+def read_guard_state(con: duckdb.DuckDBPyConnection | None) -> GuardState:
+    """The guards' current state (one row per account or symbol: read whole); empty without a store."""
+    schemas = {
+        "drawdown_state": drawdown.STATE_SCHEMA,
+        "market_state": market.STATE_SCHEMA,
+        "protect_pending": protect.PENDING_SCHEMA,
+    }
+    frames = {
+        name: _select(con, name, schema) if con is not None else pl.DataFrame(schema=schema)
+        for name, schema in schemas.items()
+    }
+    return GuardState(frames["drawdown_state"], frames["market_state"], frames["protect_pending"])

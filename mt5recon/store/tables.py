@@ -8,6 +8,7 @@ from __future__ import annotations
 import polars as pl
 
 from mt5recon import frames
+from mt5recon.guards import drawdown, market, protect
 
 CYCLE_ID = {"cycle_id": pl.String()}
 
@@ -142,6 +143,22 @@ BREAK_EVENTS = pl.Schema(
 
 QUARANTINE = pl.Schema({**CYCLE_ID, **frames.QUARANTINE})
 
+# guards: alerts (append-only), their current state, and the protective close's audit trail
+GUARD_ALERTS = pl.Schema({**CYCLE_ID, **drawdown.ALERT_COLUMNS})
+DRAWDOWN_STATE = pl.Schema({**CYCLE_ID, **drawdown.STATE_SCHEMA})
+MARKET_STATE = pl.Schema({**CYCLE_ID, **market.STATE_SCHEMA})
+PROTECT_PENDING = pl.Schema({**CYCLE_ID, **protect.PENDING_SCHEMA})
+PROTECTIVE_ACTIONS = pl.Schema({**CYCLE_ID, **protect.ACTION_SCHEMA})
+POSITIONS_AT_RISK = pl.Schema({**CYCLE_ID, **market.AT_RISK_SCHEMA})
+GUARD_TABLES = (
+    "guard_alerts",
+    "drawdown_state",
+    "market_state",
+    "protect_pending",
+    "protective_actions",
+    "positions_at_risk",
+)
+
 STORE_TABLES: dict[str, pl.Schema] = {
     "cycles": CYCLES,
     "account_snapshots": ACCOUNT_SNAPSHOTS,
@@ -153,6 +170,12 @@ STORE_TABLES: dict[str, pl.Schema] = {
     "breaks": BREAKS,
     "break_events": BREAK_EVENTS,
     "quarantine": QUARANTINE,
+    "guard_alerts": GUARD_ALERTS,
+    "drawdown_state": DRAWDOWN_STATE,
+    "market_state": MARKET_STATE,
+    "protect_pending": PROTECT_PENDING,
+    "protective_actions": PROTECTIVE_ACTIONS,
+    "positions_at_risk": POSITIONS_AT_RISK,
 }
 # tables that hold current state: a commit replaces the rows whose key it writes, and deletes the
 # keys it is told to (a closed position); every other table only appends
@@ -160,6 +183,9 @@ STATE_KEYS: dict[str, str] = {
     "breaks": "break_id",
     "current_positions": "position_key",
     "current_expected_trades": "trade_key",
+    "drawdown_state": "login",
+    "market_state": "symbol",
+    "protect_pending": "login",
 }
 
 # the bot's own table, when the bot writes its expected trades into the store (not per cycle)
