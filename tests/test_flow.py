@@ -86,12 +86,19 @@ def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monk
     assert first["duplicate"] is False
     clock.advance(10)
     sim.account(5002).fail_timeout(calls=None)  # its terminal stops answering in the second cycle
+    sim.account(5001).drawdown(12, max_move_pct=12)  # and 5001 falls 12 % below its peak
     second = asyncio.run(reconcile_fleet(fleet_file=str(fleet_file)))
     assert second["accounts_failed"] == 1 and second["breakers"] == {"closed": 10}, "one failure: not yet open"
     troubled = asyncio.run(_latest_table("terminal-health"))
     assert [(r["login"], r["error_kind"], r["breaker_state"]) for r in troubled] == [(5002, "ipc_timeout", "closed")]
     cycles_done = asyncio.run(_events("mt5recon.cycle.completed", 2))
     assert {e["payload"]["cycle_id"] for e in cycles_done} >= {first["cycle_id"], second["cycle_id"]}  # type: ignore[index]
+    assert second["guard_alerts_raised"] >= 1 and second["worst_drawdown_pct"] >= 10, second
+    guard_events = asyncio.run(_events("mt5recon.guard.alert", 1))
+    assert any(
+        e["payload"]["login"] == 5001 and e["payload"]["guard"] == "drawdown_warning"  # type: ignore[index]
+        for e in guard_events
+    ), guard_events
     opened = asyncio.run(_events("mt5recon.break.opened", 2))
     kinds = {(e["payload"]["login"], e["payload"]["kind"]) for e in opened}  # type: ignore[index]
     assert {(5001, "unknown_position"), (5002, "snapshot_failed")} <= kinds, kinds
@@ -112,12 +119,16 @@ def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monk
             "FROM position_changes, (SELECT min(cycle_id) AS min_cycle FROM cycles)"
         ).fetchone()
         current = reader.execute("SELECT count(*) FROM current_positions").fetchone()
+        warnings = reader.execute(
+            "SELECT count(*) FROM guard_alerts WHERE login = 5001 AND guard = 'drawdown_warning' AND event = 'raised'"
+        ).fetchone()
         health = reader.execute(
             "SELECT count(*), count(*) FILTER (WHERE connected AND breaker_state = 'closed') FROM terminal_health"
         ).fetchone()
     finally:
         reader.close()
     assert cycles == (20, 2)
+    assert warnings == (1,), "the drawdown alert is stored once"
     assert manual == [("open", 2)]
     assert events == [("observed",), ("opened",)]
     assert opened == first["positions"], "first cycle: every position opened"
