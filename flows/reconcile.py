@@ -17,6 +17,7 @@ from mt5recon import pipeline
 from mt5recon.fleet import load_fleet
 from mt5recon.serving import start_delay_secs
 from mt5recon.settings import Settings
+from mt5recon.sharding import shard_expected_trades, shard_fleet, shard_scope
 from mt5recon.terminal.factory import open_terminal
 from tasks.io import commit_cycle, fetch_snapshots, load_expected_trades, load_state, protect_accounts
 from tasks.report import publish_cycle_report
@@ -38,10 +39,12 @@ def _scheduled_time() -> datetime:
 
 
 @flow(name="reconcile", log_prints=False)
-async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any] | State:
-    """One cycle over the whole fleet; returns the summary shown in the run's artifacts."""
+async def reconcile_fleet(fleet_file: str | None = None, shard: int = 0, shards: int = 1) -> dict[str, Any] | State:
+    """One cycle over the fleet (or over shard `shard` of `shards`: each shard is a deployment of
+    its own, all committing to one store); returns the summary shown in the run's artifacts."""
     settings = Settings()
-    fleet = load_fleet(Path(fleet_file) if fleet_file else settings.fleet)
+    whole = load_fleet(Path(fleet_file) if fleet_file else settings.fleet)
+    fleet, scope = shard_fleet(whole, shard, shards), shard_scope(whole, shard, shards)
     home = settings.resolved_home()
     scheduled_at = _scheduled_time()
     cycle_id = pipeline.cycle_id_for(fleet.name, scheduled_at)
@@ -53,7 +56,7 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any] | Sta
         return Cancelled(message=message)
     store = settings.store_config()
 
-    expected_raw = load_expected_trades(fleet, home, store)
+    expected_raw = shard_expected_trades(load_expected_trades(fleet, home, store), scope)
     snapshot, fetch_ms = fetch_snapshots(
         fleet,
         started_at,
@@ -64,7 +67,7 @@ async def reconcile_fleet(fleet_file: str | None = None) -> dict[str, Any] | Sta
     )
     validated = validate(snapshot, expected_raw, started_at)
     result, reconcile_ms = reconcile(validated, fleet, datetime.now(UTC))
-    stored = load_state(store, *pipeline.break_state_keys(fleet, result))
+    stored = load_state(store, *pipeline.break_state_keys(fleet, result), scope)
     state = advance_state(stored, validated, result, fleet, scheduled_at)
     actions = protect_accounts(
         state.guards.protection.decisions, validated.frames["positions"], validated.frames["ticks"], fleet, scheduled_at

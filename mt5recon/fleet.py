@@ -46,6 +46,7 @@ class AccountConfig(BaseModel):
     connector: ConnectorConfig
     server_offset_secs: int = Field(default=0, description="broker server clock minus UTC, e.g. 7200 for GMT+2")
     watch_symbols: tuple[str, ...] = ()
+    shard: int | None = Field(default=None, ge=0, description="pin to a shard (else a stable hash of the login)")
 
     @field_validator("password")
     @classmethod

@@ -16,7 +16,7 @@ import polars as pl
 from mt5recon import frames, history
 from mt5recon.fleet import AccountConfig, FleetConfig
 from mt5recon.guards import protect
-from mt5recon.guards.cycle import GuardUpdate, advance_guards, changed_rows
+from mt5recon.guards.cycle import GuardUpdate, advance_guards, changed_rows, scoped_market_rows
 from mt5recon.recon import lifecycle
 from mt5recon.recon.engine import ReconResult, reconcile
 from mt5recon.recon.inputs import quarantined_positions
@@ -318,6 +318,7 @@ def run_guards(
         config=fleet.guards,
         server_offsets={a.login: a.server_offset_secs for a in fleet.accounts},
         at=at,
+        scope=fleet.name,
     )
 
 
@@ -397,7 +398,7 @@ def _guard_tables(cycle_id: str, guards: GuardUpdate, actions: pl.DataFrame | No
     return {
         "guard_alerts": _with_cycle(cycle_id, guards.alerts),
         "drawdown_state": _with_cycle(cycle_id, changed_rows(guards.drawdown.state, guards.at)),
-        "market_state": _with_cycle(cycle_id, changed_rows(guards.market.state, guards.at)),
+        "market_state": _with_cycle(cycle_id, scoped_market_rows(guards)),
         "protect_pending": _with_cycle(cycle_id, guards.protection.pending),
         "protective_actions": _with_cycle(cycle_id, actions if actions is not None else no_actions),
         "positions_at_risk": _with_cycle(cycle_id, guards.market.at_risk),

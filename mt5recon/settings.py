@@ -21,6 +21,9 @@ class Settings(BaseSettings):
         default=None, description="DuckLake catalog: a SQLite file path or 'postgres:...' (default under home)"
     )
     store_data_path: str | None = Field(default=None, description="DuckLake data path (default under home)")
+    store_metadata_schema: str | None = Field(
+        default=None, description="Postgres catalog: the schema holding the lake's metadata (default: DuckLake's)"
+    )
     prefect_host: str = "127.0.0.1"
     prefect_port: int = 4200
     interval_secs: float = Field(default=10.0, gt=0)
@@ -39,4 +42,7 @@ class Settings(BaseSettings):
         return self.home.expanduser().resolve()
 
     def store_config(self) -> StoreConfig:
-        return StoreConfig.under(self.resolved_home(), catalog=self.store_catalog, data_path=self.store_data_path)
+        options = {"metadata_schema": self.store_metadata_schema} if self.store_metadata_schema else {}
+        return StoreConfig.under(
+            self.resolved_home(), catalog=self.store_catalog, data_path=self.store_data_path, **options
+        )

@@ -18,7 +18,7 @@ from mt5recon.snapshot import Snapshot
 from mt5recon.sources import read_expected_trades
 from mt5recon.store.housekeeping import HousekeepingStats, Retention, run_housekeeping
 from mt5recon.store.lake import CommitResult, Store, StoreConfig, open_reader
-from mt5recon.store.stored_state import StoredState, read_stored_state
+from mt5recon.store.stored_state import Scope, StoredState, read_stored_state
 from mt5recon.terminal.api import MT5Api
 from mt5recon.terminal.breaker import load_book, save_book
 from mt5recon.terminal.factory import open_terminal
@@ -73,13 +73,13 @@ def fetch_snapshots(
 
 
 @task(name="load-state", **IO_RETRY)
-def load_state(config: StoreConfig, logins: list[int], break_ids: list[str]) -> StoredState:
+def load_state(config: StoreConfig, logins: list[int], break_ids: list[str], scope: Scope) -> StoredState:
     """The stored current state this cycle advances (read-only: never blocks the writer)."""
     if not config.exists():
         return StoredState.empty()
     con = open_reader(config)
     try:
-        return read_stored_state(con, logins, break_ids)
+        return read_stored_state(con, logins, break_ids, scope)
     finally:
         con.close()
 

@@ -138,15 +138,24 @@ def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monk
     use_in_process_fleet(None)
 
 
-def test_every_prefect_yaml_entrypoint_loads() -> None:
+@pytest.mark.parametrize("project_file", ["prefect.yaml", "prefect.sharded.yaml"])
+def test_every_prefect_yaml_entrypoint_loads_with_its_parameters(project_file: str) -> None:
     from prefect.flows import load_flow_from_entrypoint
 
-    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    entrypoints = [d["entrypoint"] for d in config["deployments"]]
-    assert entrypoints, "prefect.yaml declares deployments"
-    for entrypoint in entrypoints:
-        flow = load_flow_from_entrypoint(str(ROOT / entrypoint))
-        assert flow.name, entrypoint
+    config = yaml.safe_load((ROOT / project_file).read_text())
+    deployments = config["deployments"]
+    assert deployments, f"{project_file} declares deployments"
+    for deployment in deployments:
+        flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
+        assert flow.name, deployment["entrypoint"]
+        flow.validate_parameters(deployment.get("parameters") or {})  # the parameters fit the flow
+
+
+def test_the_shard_deployments_cover_every_shard_once() -> None:
+    config = yaml.safe_load((ROOT / "prefect.sharded.yaml").read_text())
+    shards = [d["parameters"] for d in config["deployments"] if d["entrypoint"].endswith(":reconcile_fleet")]
+    assert sorted(p["shard"] for p in shards) == list(range(shards[0]["shards"]))
+    assert {p["shards"] for p in shards} == {len(shards)}
 
 
 def test_prefect_yaml_schedule_is_ten_seconds_with_cancel_new() -> None:

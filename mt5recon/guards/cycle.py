@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import polars as pl
@@ -33,6 +33,7 @@ class GuardUpdate:
     protection: ProtectionPlan
     alerts: pl.DataFrame  # ALERT_COLUMNS: every guard's alerts of this cycle
     at: datetime  # the cycle's time the state rows were stamped with
+    scope: str = ""  # the fleet or shard whose market state this is
 
 
 def advance_guards(
@@ -47,6 +48,7 @@ def advance_guards(
     config: GuardConfig,
     server_offsets: dict[int, int],
     at: datetime,
+    scope: str = "",
 ) -> GuardUpdate:
     """Drawdown and market guards on this cycle's frames, then the protective plan. Only fresh,
     complete snapshots (`fresh_logins`) move an account's drawdown or trigger protection."""
@@ -54,9 +56,11 @@ def advance_guards(
         stored.drawdown, accounts, deals, fresh_logins, config.drawdown, at=at, server_offsets=server_offsets
     )
     market = advance_market(stored.market, ticks, symbols, positions, config.market, at=at)
+    if scope:  # shards watch the same symbols apart: their episodes are their own
+        market = replace(market, alerts=market.alerts.with_columns(pl.format("{}|{}", pl.lit(scope), "alert_id")))
     protection = plan_protection(stored.protect_pending, drawdown.state, fresh_logins, config.protect, at=at)
     alerts = pl.concat([drawdown.alerts, _as_alerts(market.alerts), _protection_alerts(protection, at)], how="vertical")
-    return GuardUpdate(drawdown, market, protection, alerts, at)
+    return GuardUpdate(drawdown, market, protection, alerts, at, scope)
 
 
 def _as_alerts(frame: pl.DataFrame) -> pl.DataFrame:
@@ -97,3 +101,12 @@ def _protection_alerts(plan: ProtectionPlan, at: datetime) -> pl.DataFrame:
 def changed_rows(state: pl.DataFrame, at: datetime) -> pl.DataFrame:
     """The state rows this cycle touched (the store rewrites only those)."""
     return state.filter(pl.col("updated_at") == pl.lit(at).cast(frames.UTC_US))
+
+
+def scoped_market_rows(update: GuardUpdate) -> pl.DataFrame:
+    """This cycle's market state rows keyed for the store: scope|symbol."""
+    return changed_rows(update.market.state, update.at).select(
+        pl.format("{}|{}", pl.lit(update.scope), "symbol").alias("state_key"),
+        pl.lit(update.scope).alias("scope"),
+        pl.all(),
+    )

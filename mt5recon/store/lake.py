@@ -125,9 +125,20 @@ class StoreConfig:
         return Path(self.catalog.removeprefix(_SQLITE_PREFIX))
 
     def exists(self) -> bool:
-        """Whether the lake has been created (a Postgres catalog is assumed to exist)."""
+        """Whether the lake has been created: its SQLite file, or DuckLake's metadata tables in the
+        Postgres catalog's schema (a reader must not be the one to create it)."""
         sqlite_path = self.sqlite_path
-        return sqlite_path is None or sqlite_path.exists()
+        if sqlite_path is not None:
+            return sqlite_path.exists()
+        import psycopg
+
+        with psycopg.connect(self.postgres_dsn or "", connect_timeout=5) as con:
+            row = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'ducklake_metadata' "
+                "AND table_schema = coalesce(%s, current_schema())",
+                (self.metadata_schema,),
+            ).fetchone()
+        return bool(row and row[0])
 
     @property
     def writer_lock_path(self) -> Path | None:

@@ -48,9 +48,29 @@ def read_current_positions(con: duckdb.DuckDBPyConnection, logins: list[int]) ->
         con.unregister("_mt5recon_position_logins")
 
 
-def read_current_trades(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Every bot trade as last seen (the source is read whole each cycle, so is its state)."""
-    return _select(con, "current_expected_trades", TRADES_SCHEMA)
+@dataclass(frozen=True)
+class Scope:
+    """The share of the stored state a cycle owns: the whole fleet's, or one shard's.
+
+    A shard owns its accounts' bot trades; the first shard also owns every bot row of an account
+    no shard has (so a row for an unknown login is still tracked, once).
+    """
+
+    name: str = ""
+    trade_logins: tuple[int, ...] | None = None  # only these logins' bot trades
+    foreign_logins: tuple[int, ...] = ()  # every bot trade except these logins'
+
+    def owns_trades(self, frame: pl.DataFrame, login: pl.Expr) -> pl.DataFrame:
+        if self.trade_logins is not None:
+            return frame.filter(login.is_in(list(self.trade_logins)))
+        return frame.filter((~login.is_in(list(self.foreign_logins))).fill_null(True))
+
+
+def read_current_trades(con: duckdb.DuckDBPyConnection, scope: Scope | None = None) -> pl.DataFrame:
+    """The bot trades as last seen that this cycle's scope owns (the source is read whole each
+    cycle, so is its state)."""
+    trades = _select(con, "current_expected_trades", TRADES_SCHEMA)
+    return (scope or Scope()).owns_trades(trades, pl.col("login"))
 
 
 def read_break_state(con: duckdb.DuckDBPyConnection, logins: list[int], break_ids: list[str]) -> pl.DataFrame:
@@ -91,25 +111,32 @@ class StoredState:
         return cls(empty_state(), pl.DataFrame(schema=POSITIONS_SCHEMA), pl.DataFrame(schema=TRADES_SCHEMA))
 
 
-def read_stored_state(con: duckdb.DuckDBPyConnection, logins: list[int], break_ids: list[str]) -> StoredState:
+def read_stored_state(
+    con: duckdb.DuckDBPyConnection, logins: list[int], break_ids: list[str], scope: Scope | None = None
+) -> StoredState:
     """Everything a cycle on `logins` advances (breaks: see read_break_state)."""
+    scope = scope or Scope()
     return StoredState(
         breaks=read_break_state(con, logins, break_ids),
         positions=read_current_positions(con, logins),
-        trades=read_current_trades(con),
-        guards=read_guard_state(con),
+        trades=read_current_trades(con, scope),
+        guards=read_guard_state(con, scope.name),
     )
 
 
-def read_guard_state(con: duckdb.DuckDBPyConnection | None) -> GuardState:
-    """The guards' current state (one row per account or symbol: read whole); empty without a store."""
-    schemas = {
-        "drawdown_state": drawdown.STATE_SCHEMA,
-        "market_state": market.STATE_SCHEMA,
-        "protect_pending": protect.PENDING_SCHEMA,
-    }
-    frames = {
-        name: _select(con, name, schema) if con is not None else pl.DataFrame(schema=schema)
-        for name, schema in schemas.items()
-    }
-    return GuardState(frames["drawdown_state"], frames["market_state"], frames["protect_pending"])
+def read_guard_state(con: duckdb.DuckDBPyConnection | None, scope: str = "") -> GuardState:
+    """The guards' current state (per account: read whole; per symbol: this scope's rows);
+    empty without a store."""
+    if con is None:
+        return GuardState(
+            pl.DataFrame(schema=drawdown.STATE_SCHEMA),
+            pl.DataFrame(schema=market.STATE_SCHEMA),
+            pl.DataFrame(schema=protect.PENDING_SCHEMA),
+        )
+    scoped = pl.Schema({"scope": pl.String(), **market.STATE_SCHEMA})
+    market_rows = _select(con, "market_state", scoped).filter(pl.col("scope") == scope).drop("scope")
+    return GuardState(
+        _select(con, "drawdown_state", drawdown.STATE_SCHEMA),
+        market_rows,
+        _select(con, "protect_pending", protect.PENDING_SCHEMA),
+    )

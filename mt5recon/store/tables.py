@@ -146,7 +146,8 @@ QUARANTINE = pl.Schema({**CYCLE_ID, **frames.QUARANTINE})
 # guards: alerts (append-only), their current state, and the protective close's audit trail
 GUARD_ALERTS = pl.Schema({**CYCLE_ID, **drawdown.ALERT_COLUMNS})
 DRAWDOWN_STATE = pl.Schema({**CYCLE_ID, **drawdown.STATE_SCHEMA})
-MARKET_STATE = pl.Schema({**CYCLE_ID, **market.STATE_SCHEMA})
+# market state per scope (the fleet, or one shard of it) and symbol: shards never share a row
+MARKET_STATE = pl.Schema({**CYCLE_ID, "state_key": pl.String(), "scope": pl.String(), **market.STATE_SCHEMA})
 PROTECT_PENDING = pl.Schema({**CYCLE_ID, **protect.PENDING_SCHEMA})
 PROTECTIVE_ACTIONS = pl.Schema({**CYCLE_ID, **protect.ACTION_SCHEMA})
 POSITIONS_AT_RISK = pl.Schema({**CYCLE_ID, **market.AT_RISK_SCHEMA})
@@ -184,7 +185,7 @@ STATE_KEYS: dict[str, str] = {
     "current_positions": "position_key",
     "current_expected_trades": "trade_key",
     "drawdown_state": "login",
-    "market_state": "symbol",
+    "market_state": "state_key",
     "protect_pending": "login",
 }
 
