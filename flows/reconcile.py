@@ -21,7 +21,7 @@ from mt5recon.sharding import shard_expected_trades, shard_fleet, shard_scope
 from mt5recon.terminal.factory import open_terminal
 from tasks.io import commit_cycle, fetch_snapshots, load_expected_trades, load_state, protect_accounts
 from tasks.report import publish_cycle_report
-from tasks.transform import advance_state, reconcile, validate
+from tasks.transform import reconcile
 
 # one-off validation set-up runs while the process waits for its scheduled start, not inside the cycle
 schemas.warm_up()
@@ -65,12 +65,15 @@ async def reconcile_fleet(fleet_file: str | None = None, shard: int = 0, shards:
         settings.fetch_concurrency,
         breaker_book(home, fleet.name),
     )
-    validated = validate(snapshot, expected_raw, started_at)
-    result, reconcile_ms = reconcile(validated, fleet, datetime.now(UTC))
+    validated, result, reconcile_ms = reconcile(snapshot, expected_raw, fleet, started_at, datetime.now(UTC))
     stored = load_state(store, *pipeline.break_state_keys(fleet, result), scope)
-    state = advance_state(stored, validated, result, fleet, scheduled_at)
-    actions = protect_accounts(
-        state.guards.protection.decisions, validated.frames["positions"], validated.frames["ticks"], fleet, scheduled_at
+    # pure and quick: a plain call, not a task (each task costs the server a few state events)
+    state = pipeline.advance_state(stored, validated, result, fleet, at=scheduled_at)
+    decisions = state.guards.protection.decisions
+    actions = (
+        protect_accounts(decisions, validated.frames["positions"], validated.frames["ticks"], fleet, scheduled_at)
+        if decisions.height
+        else None
     )
     tables = pipeline.cycle_tables(
         cycle_id=cycle_id,

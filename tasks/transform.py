@@ -1,4 +1,5 @@
-"""Pure steps wrapped as tasks so the run graph shows them; no retries (a bug does not heal)."""
+"""The pure middle of a cycle as one task, so the run graph shows it without a task (and its
+state events) per step; no retries (a bug does not heal)."""
 
 from __future__ import annotations
 
@@ -13,24 +14,15 @@ from mt5recon import pipeline
 from mt5recon.fleet import FleetConfig
 from mt5recon.recon.engine import ReconResult
 from mt5recon.snapshot import Snapshot
-from mt5recon.store.stored_state import StoredState
 
 
-@task(name="validate", cache_policy=NO_CACHE)
-def validate(snapshot: Snapshot, expected_raw: pl.DataFrame, now: datetime) -> pipeline.ValidatedCycle:
-    return pipeline.validate_cycle(snapshot, expected_raw, now=now)
-
-
-@task(name="reconcile", cache_policy=NO_CACHE)
-def reconcile(validated: pipeline.ValidatedCycle, fleet: FleetConfig, as_of: datetime) -> tuple[ReconResult, float]:
+@task(name="validate-and-reconcile", cache_policy=NO_CACHE)
+def reconcile(
+    snapshot: Snapshot, expected_raw: pl.DataFrame, fleet: FleetConfig, fetched_at: datetime, as_of: datetime
+) -> tuple[pipeline.ValidatedCycle, ReconResult, float]:
+    """Quarantine bad rows, then match and classify (snapshots too old at `as_of` are stale);
+    returns the reconcile time in ms too."""
+    validated = pipeline.validate_cycle(snapshot, expected_raw, now=fetched_at)
     started = time.perf_counter()
     result = pipeline.reconcile_cycle(validated, fleet, as_of=as_of)
-    return result, (time.perf_counter() - started) * 1000
-
-
-@task(name="advance-state", cache_policy=NO_CACHE)
-def advance_state(
-    stored: StoredState, validated: pipeline.ValidatedCycle, result: ReconResult, fleet: FleetConfig, at: datetime
-) -> pipeline.CycleState:
-    """Break transitions and position / bot-trade histories for this cycle."""
-    return pipeline.advance_state(stored, validated, result, fleet, at=at)
+    return validated, result, (time.perf_counter() - started) * 1000
