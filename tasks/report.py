@@ -100,12 +100,12 @@ def publish_cycle_report(
         key="terminal-health",
         description=f"terminals with an open breaker, a failed call or no server connection (top {MAX_ROWS})",
     )
-    return len(notifications)
     create_table_artifact(
         changed_breaks(events).to_dicts(),
         key="cycle-breaks",
         description=f"breaks that changed this cycle (top {MAX_ROWS})",
     )
+    return len(notifications)
 
 
 @task(name="publish-housekeeping-report", cache_policy=NO_CACHE)

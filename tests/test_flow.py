@@ -89,6 +89,8 @@ def test_flow_runs_a_cycle_and_stores_it(prefect_api: None, tmp_path: Path, monk
     sim.account(5001).drawdown(12, max_move_pct=12)  # and 5001 falls 12 % below its peak
     second = asyncio.run(reconcile_fleet(fleet_file=str(fleet_file)))
     assert second["accounts_failed"] == 1 and second["breakers"] == {"closed": 10}, "one failure: not yet open"
+    changed = asyncio.run(_latest_table("cycle-breaks"))
+    assert {(r["login"], r["kind"], r["event"]) for r in changed} >= {(5002, "snapshot_failed", "opened")}, changed
     troubled = asyncio.run(_latest_table("terminal-health"))
     assert [(r["login"], r["error_kind"], r["breaker_state"]) for r in troubled] == [(5002, "ipc_timeout", "closed")]
     cycles_done = asyncio.run(_events("mt5recon.cycle.completed", 2))
