@@ -63,13 +63,19 @@ def records_to_frame(name: str, batches: Sequence[Batch]) -> pl.DataFrame:
     kept as sent (validation judges them)."""
     schema = frames.SNAPSHOT_FRAMES[name]
     columns = [c for c in _RECORD_COLUMNS[name] if c not in _ADDED_COLUMNS and f"{c}@{name}" not in _ADDED_COLUMNS]
-    rows = [
-        (*(getattr(r, c) for c in columns), login, fetched_at, offset)
-        for records, login, fetched_at, offset in batches
-        for r in records
-    ]
+    records: list[Any] = []
+    keys: dict[str, list[Any]] = {"login": [], "fetched_at": [], _OFFSET: []}
+    for batch, login, fetched_at, offset in batches:
+        before = len(records)
+        records.extend(batch)
+        added = len(records) - before
+        keys["login"] += [login] * added
+        keys["fetched_at"] += [fetched_at] * added
+        keys[_OFFSET] += [offset] * added
+    values = _by_column(records, columns)
     raw = pl.DataFrame(
-        rows, schema=[*columns, "login", "fetched_at", _OFFSET], orient="row", strict=False, infer_schema_length=None
+        {**{c: pl.Series(c, values[c], strict=False) for c in columns}, **keys},
+        schema_overrides={"login": pl.Int64, _OFFSET: pl.Int64},
     )
     times = frames.TIME_FIELDS_SECS | frames.TIME_FIELDS_MSC
     keyed = raw.with_columns(
@@ -86,6 +92,19 @@ def records_to_frame(name: str, batches: Sequence[Batch]) -> pl.DataFrame:
     return keyed.select(
         [(pl.col(c) if c in keyed.columns else pl.lit(None)).cast(dtype).alias(c) for c, dtype in schema.items()]
     )
+
+
+def _by_column(records: list[Any], columns: list[str]) -> dict[str, Sequence[Any]]:
+    """Field values column by column: one transpose when every record is the same named tuple
+    (the usual case, ~10x faster than reading each field of each row), else field by field."""
+    if not records:
+        return {c: [] for c in columns}
+    kind = type(records[0])
+    fields = getattr(kind, "_fields", None)
+    if isinstance(fields, tuple) and set(columns) <= set(fields) and all(type(r) is kind for r in records):
+        transposed = list(zip(*records, strict=True))
+        return {c: transposed[fields.index(c)] for c in columns}
+    return {c: [getattr(r, c) for r in records] for c in columns}
 
 
 @dataclass
