@@ -24,8 +24,8 @@ A cycle is the flow's steps (`flows/reconcile.py`) called as plain functions, ea
     tables            `pipeline.cycle_tables` + `state_deletes` + `summarize`
     commit            `Store.open` + `commit_cycle` + close (what `tasks.io.commit_cycle` does)
 
-breaks + histories + guards are `pipeline.advance_state` taken apart; the first cycle checks that the
-parts give exactly what `advance_state` gives. Prefect's own cost ("Prefect overhead") is measured on
+breaks + histories + guards are `pipeline.advance_state`'s own parts, timed through its `timed` hook.
+Prefect's own cost ("Prefect overhead") is measured on
 its own, at the smallest size: `flows.reconcile.reconcile_fleet` under `prefect_test_harness` against
 the same world, alternating with plain cycles; the overhead is the flow's wall time minus the plain
 cycle's (task and flow run bookkeeping, the report's artifacts and events, the fleet file's parse).
@@ -51,7 +51,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -61,7 +61,7 @@ import polars as pl
 
 import schemas
 from bench.recon_engine import in_fresh_process, load_average, machine_lines, table
-from mt5recon import history, pipeline
+from mt5recon import pipeline
 from mt5recon.fleet import (
     AccountConfig,
     ConnectorConfig,
@@ -71,11 +71,9 @@ from mt5recon.fleet import (
     load_fleet,
 )
 from mt5recon.guards.protect import execute_closes
-from mt5recon.recon.engine import ReconResult
-from mt5recon.recon.inputs import quarantined_positions
 from mt5recon.sources import read_expected_trades
-from mt5recon.store.lake import Store, StoreConfig, open_reader
-from mt5recon.store.stored_state import StoredState, read_stored_state
+from mt5recon.store.lake import Store, StoreConfig
+from mt5recon.store.stored_state import Scope
 from mt5recon.terminal import breaker as breakers
 from mt5recon.terminal import constants as c
 from mt5recon.terminal.api import MT5Api
@@ -85,6 +83,7 @@ from mt5recon.terminal.simulator.book import AccountSpec
 from mt5recon.terminal.simulator.clock import SimClock
 from mt5recon.terminal.simulator.config import BotConfig, ScenarioRates
 from mt5recon.terminal.simulator.fleet import ALL_SYMBOLS, DEFAULT_START, SimFleet, demo_accounts
+from tasks.io import load_state
 
 STAGES = (
     "read expected",
@@ -196,28 +195,6 @@ class Stages:
             self.secs[name] = self.secs.get(name, 0.0) + time.perf_counter() - started
 
 
-def load_state(config: StoreConfig, logins: list[int], break_ids: list[str]) -> StoredState:
-    """`tasks.io.load_state` without the Prefect task around it."""
-    if not config.exists():
-        return StoredState.empty()
-    con = open_reader(config)
-    try:
-        return read_stored_state(con, logins, break_ids)
-    finally:
-        con.close()
-
-
-def same(a: object, b: object) -> bool:
-    """Deep equality of what the cycle state holds (frames compared row by row, order included)."""
-    if isinstance(a, pl.DataFrame):
-        return isinstance(b, pl.DataFrame) and a.equals(b)
-    if is_dataclass(a) and not isinstance(a, type):
-        return type(a) is type(b) and all(same(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
-    if isinstance(a, Mapping):
-        return isinstance(b, Mapping) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    return a == b
-
-
 def _status_mib(key: str) -> float:
     """VmRSS / VmHWM of this process from /proc (Linux), in MiB; NaN elsewhere."""
     try:
@@ -302,9 +279,8 @@ class World:
         self.sim.write_expected_trades_sqlite(self.bot_db)
         self.bot_write_secs.append(time.perf_counter() - started)
 
-    def cycle(self, *, check: bool = False) -> dict[str, Any]:
-        """One cycle at the clock's time, every stage timed; `check` compares the state stages'
-        result with `pipeline.advance_state` (untimed)."""
+    def cycle(self) -> dict[str, Any]:
+        """One cycle at the clock's time, every stage timed."""
         fleet, at, t = self.fleet, self.clock.now(), Stages()
         cycle_id = pipeline.cycle_id_for(fleet.name, at)
         started = time.perf_counter()
@@ -329,12 +305,8 @@ class World:
             result = pipeline.reconcile_cycle(validated, fleet, as_of=at)
             reconcile_ms = (time.perf_counter() - recon_started) * 1000
         with t("load state"):
-            stored = load_state(self.store, *pipeline.break_state_keys(fleet, result))
-        state = self._advance_state(t, stored, validated, result, at)
-        if check:
-            expected_state = pipeline.advance_state(stored, validated, result, fleet, at=at)
-            if not same(state, expected_state):
-                raise AssertionError("the timed state stages disagree with pipeline.advance_state: update bench/cycle")
+            stored = load_state.fn(self.store, *pipeline.break_state_keys(fleet, result), Scope(name=fleet.name))
+        state = pipeline.advance_state(stored, validated, result, fleet, at=at, timed=t)
         with t("guards"):
             by_login = {account.login: account for account in fleet.accounts}
             actions = execute_closes(
@@ -376,37 +348,6 @@ class World:
             "summary": {k: v for k, v in summary.items() if isinstance(v, int | float) or v is None},
         }
 
-    def _advance_state(
-        self, t: Stages, stored: StoredState, validated: pipeline.ValidatedCycle, result: ReconResult, at: datetime
-    ) -> pipeline.CycleState:
-        """`pipeline.advance_state`, its three parts timed on their own."""
-        fleet = self.fleet
-        with t("breaks"):
-            breaks = pipeline.advance_breaks(stored.breaks, result, fleet, at=at)
-        with t("histories"):
-            reconciled = result.observed.filter(pl.col("reconciled")).select("login")
-            positions = history.track_positions(
-                stored.positions,
-                validated.frames["positions"],
-                result.matches,
-                reconciled=reconciled,
-                quarantined=quarantined_positions(validated.quarantine, fleet.symbol_map).select("login", "identifier"),
-                at=at,
-            )
-            trades = history.track_trades(
-                stored.trades, validated.frames["expected_trades"], quarantine=validated.quarantine, at=at
-            )
-        with t("guards"):
-            guards = pipeline.run_guards(stored, validated, reconciled, fleet, at=at)
-            withdrawn = stored.guards.protect_pending.join(guards.protection.pending, on="login", how="anti")
-        return pipeline.CycleState(
-            breaks=breaks,
-            positions=positions,
-            trades=trades,
-            guards=guards,
-            guard_deletes={"protect_pending": withdrawn.select("login")},
-        )
-
     def close(self) -> None:
         use_in_process_fleet(None)
 
@@ -445,7 +386,7 @@ def measure_size(job_fields: dict[str, Any]) -> dict[str, Any]:
         for index in range(job.repeats + 1):
             world.advance(job.interval_secs)
             reset_peak_rss()
-            cycle = world.cycle(check=index == 0)
+            cycle = world.cycle()
             cycle["peak_mib"] = _status_mib("VmHWM")
             cycles.append(cycle)
             kind = "first" if index == 0 else f"{index}/{job.repeats}"

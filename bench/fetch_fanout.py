@@ -45,6 +45,7 @@ from bench.recon_engine import load_average, machine_lines, table
 from mt5recon import pipeline
 from mt5recon.fleet import AccountConfig, ConnectorConfig, ExpectedTradesSource, FleetConfig
 from mt5recon.terminal.api import MT5Api
+from mt5recon.terminal.dispatch import READ_CALLS
 from mt5recon.terminal.factory import open_terminal
 from mt5recon.terminal.sim_host import use_in_process_fleet
 from mt5recon.terminal.simulator.clock import WallClock
@@ -52,17 +53,7 @@ from mt5recon.terminal.simulator.fleet import SimFleet
 
 LOOPBACK = "127.0.0.1"
 # the data calls one snapshot makes (fetch_account); initialize/shutdown/last_error are session plumbing
-SNAPSHOT_METHODS = frozenset(
-    {
-        "terminal_info",
-        "account_info",
-        "positions_get",
-        "orders_get",
-        "history_deals_get",
-        "symbol_info",
-        "symbol_info_tick",
-    }
-)
+SNAPSHOT_METHODS = READ_CALLS
 ONE_ROUND_TRIP = frozenset({"account_info"})
 DEFAULT_CONCURRENCY = "16,32,64,128,256"
 WARMUP_TERMINALS = 50

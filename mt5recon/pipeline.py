@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -275,30 +276,48 @@ def advance_breaks(
     return lifecycle.advance(state, result.divergences, observed=result.observed, at=at, policy=fleet.breaks)
 
 
+StageTimer = Callable[[str], AbstractContextManager[object]]
+
+
+def _untimed(_stage: str) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
 def advance_state(
-    stored: StoredState, validated: ValidatedCycle, result: ReconResult, fleet: FleetConfig, *, at: datetime
+    stored: StoredState,
+    validated: ValidatedCycle,
+    result: ReconResult,
+    fleet: FleetConfig,
+    *,
+    at: datetime,
+    timed: StageTimer = _untimed,
 ) -> CycleState:
-    """Everything stateful a cycle does, from the stored state and this cycle's results (pure)."""
+    """Everything stateful a cycle does, from the stored state and this cycle's results (pure);
+    `timed(stage)` wraps its three parts (breaks, histories, guards) for whoever measures them."""
     reconciled = result.observed.filter(pl.col("reconciled")).select("login")
-    return CycleState(
-        breaks=advance_breaks(stored.breaks, result, fleet, at=at),
-        positions=history.track_positions(
+    with timed("breaks"):
+        breaks = advance_breaks(stored.breaks, result, fleet, at=at)
+    with timed("histories"):
+        positions = history.track_positions(
             stored.positions,
             validated.frames["positions"],
             result.matches,
             reconciled=reconciled,
             quarantined=quarantined_positions(validated.quarantine, fleet.symbol_map).select("login", "identifier"),
             at=at,
-        ),
-        trades=history.track_trades(
+        )
+        trades = history.track_trades(
             stored.trades, validated.frames["expected_trades"], quarantine=validated.quarantine, at=at
-        ),
-        guards=(guards := run_guards(stored, validated, reconciled, fleet, at=at)),
-        guard_deletes={
-            "protect_pending": stored.guards.protect_pending.join(
-                guards.protection.pending, on="login", how="anti"
-            ).select("login")
-        },
+        )
+    with timed("guards"):
+        guards = run_guards(stored, validated, reconciled, fleet, at=at)
+        withdrawn = stored.guards.protect_pending.join(guards.protection.pending, on="login", how="anti")
+    return CycleState(
+        breaks=breaks,
+        positions=positions,
+        trades=trades,
+        guards=guards,
+        guard_deletes={"protect_pending": withdrawn.select("login")},
     )
 
 

@@ -23,12 +23,8 @@ from mt5recon.terminal.errors import error_pair
 
 log = logging.getLogger(__name__)
 
-ALLOWED_CALLS: frozenset[str] = frozenset(
+READ_CALLS: frozenset[str] = frozenset(
     {
-        "initialize",
-        "login",
-        "shutdown",
-        "last_error",
         "terminal_info",
         "account_info",
         "positions_get",
@@ -36,10 +32,11 @@ ALLOWED_CALLS: frozenset[str] = frozenset(
         "history_deals_get",
         "symbol_info",
         "symbol_info_tick",
-        "order_send",
-        "version",  # served only if the hosted object has it
     }
 )
+"""The functions a snapshot reads with."""
+SESSION_CALLS: frozenset[str] = frozenset({"initialize", "login", "shutdown", "last_error"})
+ALLOWED_CALLS: frozenset[str] = SESSION_CALLS | READ_CALLS | {"order_send", "version"}  # version: if hosted
 """The MT5 functions the bridge will call; every other name is refused."""
 
 # Parameters whose wire form differs from what the package accepts, by function.

@@ -23,16 +23,7 @@ from mt5recon.terminal.constants import (
     RES_E_INVALID_PARAMS,
 )
 from mt5recon.terminal.dispatch import FAILED, OK, ErrorPair, Reply
-from mt5recon.terminal.records import (
-    AccountInfo,
-    OrderSendResult,
-    SymbolInfo,
-    TerminalInfo,
-    Tick,
-    TradeDeal,
-    TradeOrder,
-    TradePosition,
-)
+from mt5recon.terminal.forwarding import ForwardedCalls
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +81,7 @@ def _is_reply(reply: object) -> bool:
     )
 
 
-class RemoteTerminal:
+class RemoteTerminal(ForwardedCalls):
     """`MT5Api` over a transport: same functions, same failure style as the real package.
 
     `last_error()` is the terminal's own, read right after this caller's previous call
@@ -137,49 +128,8 @@ class RemoteTerminal:
                 self._call("last_error")
             return self._error or (RES_E_INTERNAL_FAIL, "no error information")
 
-    def terminal_info(self) -> TerminalInfo | None:
-        return self._call("terminal_info")  # type: ignore[no-any-return]
-
-    def account_info(self) -> AccountInfo | None:
-        return self._call("account_info")  # type: ignore[no-any-return]
-
-    def positions_get(
-        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
-    ) -> tuple[TradePosition, ...] | None:
-        filters = given(symbol=symbol, group=group, ticket=ticket)
-        return self._call("positions_get", kwargs=filters)  # type: ignore[no-any-return]
-
-    def orders_get(
-        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
-    ) -> tuple[TradeOrder, ...] | None:
-        filters = given(symbol=symbol, group=group, ticket=ticket)
-        return self._call("orders_get", kwargs=filters)  # type: ignore[no-any-return]
-
-    def history_deals_get(
-        self,
-        date_from: datetime | int | None = None,
-        date_to: datetime | int | None = None,
-        group: str | None = None,
-        ticket: int | None = None,
-        position: int | None = None,
-    ) -> tuple[TradeDeal, ...] | None:
-        # the package takes the date range positionally, the filters by keyword
-        dates = () if date_from is None and date_to is None else (date_from, date_to)
-        kwargs = given(group=group, ticket=ticket, position=position)
-        return self._call("history_deals_get", dates, kwargs)  # type: ignore[no-any-return]
-
-    def symbol_info(self, symbol: str) -> SymbolInfo | None:
-        return self._call("symbol_info", (symbol,))  # type: ignore[no-any-return]
-
-    def symbol_info_tick(self, symbol: str) -> Tick | None:
-        return self._call("symbol_info_tick", (symbol,))  # type: ignore[no-any-return]
-
-    def order_send(self, request: dict[str, Any]) -> OrderSendResult | None:
-        return self._call("order_send", (request,))  # type: ignore[no-any-return]
-
-    def version(self) -> tuple[int, int, str] | None:
-        """The terminal's (version, build, release date), if the hosted object has version()."""
-        return self._call("version")  # type: ignore[no-any-return]
+    def _forward(self, name: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> Any:
+        return self._call(name, args, kwargs)
 
     # -- transport ----------------------------------------------------------------------
 

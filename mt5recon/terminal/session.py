@@ -17,24 +17,14 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from mt5recon.terminal import constants as c
-from mt5recon.terminal.api import MT5Api, given
+from mt5recon.terminal.api import MT5Api
 from mt5recon.terminal.errors import error_pair
-from mt5recon.terminal.records import (
-    AccountInfo,
-    OrderSendResult,
-    SymbolInfo,
-    TerminalInfo,
-    Tick,
-    TradeDeal,
-    TradeOrder,
-    TradePosition,
-)
+from mt5recon.terminal.forwarding import ForwardedCalls
 
 # last_error() codes that mean the link to the terminal itself is broken, not just one call
 SESSION_LOST_CODES = frozenset(
@@ -86,7 +76,7 @@ class SessionStats:
     failed_connects: int = 0
 
 
-class SessionTerminal:
+class SessionTerminal(ForwardedCalls):
     """One terminal's MT5 session, owned by the process that holds the terminal.
 
     `make_api` builds a fresh, uninitialized terminal object (the official module in a worker
@@ -203,49 +193,15 @@ class SessionTerminal:
 
     # -- calls --------------------------------------------------------------------------------------
 
-    def terminal_info(self) -> TerminalInfo | None:
-        return self._through("terminal_info")  # type: ignore[no-any-return]
-
-    def account_info(self) -> AccountInfo | None:
-        return self._through("account_info")  # type: ignore[no-any-return]
-
-    def positions_get(
-        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
-    ) -> tuple[TradePosition, ...] | None:
-        return self._through("positions_get", **given(symbol=symbol, group=group, ticket=ticket))  # type: ignore[no-any-return]
-
-    def orders_get(
-        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
-    ) -> tuple[TradeOrder, ...] | None:
-        return self._through("orders_get", **given(symbol=symbol, group=group, ticket=ticket))  # type: ignore[no-any-return]
-
-    def history_deals_get(
-        self,
-        date_from: datetime | int | None = None,
-        date_to: datetime | int | None = None,
-        group: str | None = None,
-        ticket: int | None = None,
-        position: int | None = None,
-    ) -> tuple[TradeDeal, ...] | None:
-        dates = () if date_from is None and date_to is None else (date_from, date_to)
-        filters = given(group=group, ticket=ticket, position=position)
-        return self._through("history_deals_get", *dates, **filters)  # type: ignore[no-any-return]
-
-    def symbol_info(self, symbol: str) -> SymbolInfo | None:
-        return self._through("symbol_info", symbol)  # type: ignore[no-any-return]
-
-    def symbol_info_tick(self, symbol: str) -> Tick | None:
-        return self._through("symbol_info_tick", symbol)  # type: ignore[no-any-return]
-
-    def order_send(self, request: dict[str, Any]) -> OrderSendResult | None:
-        return self._through("order_send", request)  # type: ignore[no-any-return]
-
     def version(self) -> tuple[int, int, str] | None:
         """The terminal's (version, build, release date), when the terminal object has version()."""
         if not callable(getattr(self._api, "version", None)):
             self._error = (c.RES_E_NOT_FOUND, "the terminal has no version()")
             return None
-        return self._through("version")  # type: ignore[no-any-return]
+        return super().version()
+
+    def _forward(self, name: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> Any:
+        return self._through(name, *args, **(kwargs or {}))
 
     # -- internals ----------------------------------------------------------------------------------
 
