@@ -16,6 +16,7 @@ import polars as pl
 
 from mt5recon import frames, history
 from mt5recon.fleet import AccountConfig, FleetConfig
+from mt5recon.gc_pause import gc_paused
 from mt5recon.guards import protect
 from mt5recon.guards.cycle import GuardUpdate, advance_guards, changed_rows, scoped_market_rows
 from mt5recon.recon import lifecycle
@@ -62,6 +63,13 @@ def _fetch_one(account: AccountConfig, open_terminal: TerminalOpener, request: F
         api.shutdown()
 
 
+StageTimer = Callable[[str], AbstractContextManager[object]]
+
+
+def _untimed(_stage: str) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
 def fetch_fleet(
     fleet: FleetConfig,
     *,
@@ -71,8 +79,10 @@ def fetch_fleet(
     concurrency: int = 16,
     book: dict[int, breakers.Breaker] | None = None,
     deadline_secs: float | None = None,
+    timed: StageTimer = _untimed,
 ) -> tuple[Snapshot, float]:
     """Snapshot every account in parallel (bounded); returns the snapshot and the fetch time in ms.
+    `timed(stage)` wraps its two parts (answers: the terminals' calls; frames: building them).
 
     Deals are fetched from the lookback window, or from the bot's oldest open trade when that is
     older (so a netting trade's entry deal, the evidence of its slippage, never slides out of view),
@@ -103,7 +113,8 @@ def fetch_fleet(
     calling = [(a, r) for a, r in requests if breakers.allows(book.get(a.login, breakers.Breaker()), fetched_at)]
     parts = [_circuit_open(r, book[a.login]) for a, r in resting]
     if calling:
-        parts += _fan_out(calling, open_terminal, concurrency, deadline_secs)
+        with gc_paused():  # millions of answer tuples, no reference cycles among them
+            parts += _fan_out(calling, open_terminal, concurrency, deadline_secs, timed)
     return Snapshot.concat(parts), (time.perf_counter() - started) * 1000
 
 
@@ -112,18 +123,21 @@ def _fan_out(
     open_terminal: TerminalOpener,
     concurrency: int,
     deadline_secs: float | None,
+    timed: StageTimer,
 ) -> list[Snapshot]:
     """Fetch in parallel (bounded). A terminal still busy at the deadline is this cycle's IPC
     timeout: its account is reported failed and whatever it returns later is dropped, never mixed
     into another cycle; the other accounts are not held up by it."""
-    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(calling))))
-    futures = {pool.submit(_fetch_one, account, open_terminal, request): request for account, request in calling}
-    done, late = wait(futures, timeout=deadline_secs)
-    pool.shutdown(wait=False, cancel_futures=True)
+    with timed("answers"):
+        pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(calling))))
+        futures = {pool.submit(_fetch_one, account, open_terminal, request): request for account, request in calling}
+        done, late = wait(futures, timeout=deadline_secs)
+        pool.shutdown(wait=False, cancel_futures=True)
     answers = [future.result() for future in futures if future in done]
     # the frames of every account that answered are built once, after the fan-out
     fetched = [a for a in answers if isinstance(a, Fetched)]
-    parts = [a for a in answers if isinstance(a, Snapshot)] + ([build_snapshot(fetched)] if fetched else [])
+    with timed("frames"):
+        parts = [a for a in answers if isinstance(a, Snapshot)] + ([build_snapshot(fetched)] if fetched else [])
     for future in late:
         request = futures[future]
         parts.append(
@@ -274,13 +288,6 @@ def advance_breaks(
 ) -> lifecycle.BreakUpdate:
     """Turn this cycle's divergences into break transitions at the cycle's time `at`."""
     return lifecycle.advance(state, result.divergences, observed=result.observed, at=at, policy=fleet.breaks)
-
-
-StageTimer = Callable[[str], AbstractContextManager[object]]
-
-
-def _untimed(_stage: str) -> AbstractContextManager[object]:
-    return nullcontext()
 
 
 def advance_state(

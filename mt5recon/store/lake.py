@@ -24,8 +24,9 @@ from typing import Self
 import duckdb
 import polars as pl
 
-from mt5recon.store import extensions, migrations
+from mt5recon.store import instances, migrations
 from mt5recon.store.cycle_lock import PostgresCycleLocks
+from mt5recon.store.instances import Release
 from mt5recon.store.sqltext import identifier, literal, plain_identifier
 from mt5recon.store.tables import CYCLE_ID, STATE_KEYS, STORE_TABLES
 from mt5recon.store.writer_lock import StoreLockedError, WriterLock
@@ -200,18 +201,19 @@ def attach_sql(config: StoreConfig, *, read_only: bool) -> str:
     return f"ATTACH {literal(config.attach_target)} AS {alias} ({_attach_options(config, read_only=read_only)})"
 
 
-def _connect(config: StoreConfig, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB with the lake attached, selected, and UTC as the session zone."""
-    con = extensions.connect(Path(config.extension_dir))
+def _connect(config: StoreConfig, *, read_only: bool) -> tuple[duckdb.DuckDBPyConnection, Release]:
+    """A connection with the lake attached, selected, and UTC as the session zone, and what
+    detaches it (the process's loaded DuckDB is lent out: `instances.lease`)."""
+    con, release = instances.lease(Path(config.extension_dir), config.needed_extensions, config.alias)
     try:
-        extensions.load(con, config.needed_extensions)
         con.execute("SET TimeZone = 'UTC'")
         con.execute(attach_sql(config, read_only=read_only))
         con.execute(f"USE {plain_identifier(config.alias)}")
     except BaseException:
         con.close()
+        release()
         raise
-    return con
+    return con, release
 
 
 def _prepare_local_folders(config: StoreConfig) -> None:
@@ -229,7 +231,8 @@ def open_reader(config: StoreConfig) -> duckdb.DuckDBPyConnection:
     Each query outside an explicit transaction sees the latest committed cycle; inside
     BEGIN ... COMMIT the reader stays on the snapshot it started with.
     """
-    return _connect(config, read_only=True)
+    con, _ = _connect(config, read_only=True)  # detached once the connection is closed and dropped
+    return con
 
 
 def analyst_attach_sql(config: StoreConfig) -> str:
@@ -317,6 +320,7 @@ class Store:
     connection: duckdb.DuckDBPyConnection
     _lock: WriterLock | None = field(default=None, repr=False)
     _cycle_locks: PostgresCycleLocks | None = field(default=None, repr=False)
+    _release: Release | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
@@ -336,8 +340,8 @@ class Store:
             # DuckLake creates its catalog tables on the first ATTACH; two writers doing that at once
             # on a new Postgres lake collide ("relation ducklake_metadata already exists")
             with cycle_locks.hold("attach") if cycle_locks is not None else contextlib.nullcontext():
-                connection = _connect(config, read_only=False)
-            store = cls(config, connection, lock, cycle_locks)
+                connection, release = _connect(config, read_only=False)
+            store = cls(config, connection, lock, cycle_locks, release)
         except BaseException:
             if cycle_locks is not None:
                 cycle_locks.close()
@@ -369,6 +373,8 @@ class Store:
             self._closed = True
             try:
                 self.connection.close()
+                if self._release is not None:
+                    self._release()
             finally:
                 if self._cycle_locks is not None:
                     self._cycle_locks.close()

@@ -64,27 +64,24 @@ def records_to_frame(name: str, batches: Sequence[Batch]) -> pl.DataFrame:
     schema = frames.SNAPSHOT_FRAMES[name]
     columns = [c for c in _RECORD_COLUMNS[name] if c not in _ADDED_COLUMNS and f"{c}@{name}" not in _ADDED_COLUMNS]
     records: list[Any] = []
-    keys: dict[str, list[Any]] = {"login": [], "fetched_at": [], _OFFSET: []}
-    for batch, login, fetched_at, offset in batches:
+    counts: list[int] = []
+    for batch, *_ in batches:
         before = len(records)
         records.extend(batch)
-        added = len(records) - before
-        keys["login"] += [login] * added
-        keys["fetched_at"] += [fetched_at] * added
-        keys[_OFFSET] += [offset] * added
+        counts.append(len(records) - before)
     values = _by_column(records, columns)
-    raw = pl.DataFrame(
-        {**{c: pl.Series(c, values[c], strict=False) for c in columns}, **keys},
-        schema_overrides={"login": pl.Int64, _OFFSET: pl.Int64},
-    )
     times = frames.TIME_FIELDS_SECS | frames.TIME_FIELDS_MSC
+    raw = pl.DataFrame(
+        {c: _raw_series(c, values[c], pl.Int64() if c in times else schema[c]) for c in columns},
+        height=len(records),
+    ).with_columns(_batch_keys(batches, counts))
     keyed = raw.with_columns(
         pl.col("login").cast(pl.Int64),
         pl.col("fetched_at").cast(frames.UTC_US),
         pl.col(_OFFSET).cast(pl.Int64),
     ).with_columns(
         [_time_expr(c) for c in columns if c in times]
-        + [pl.col(c).cast(schema[c], strict=False) for c in columns if c not in times]
+        + [_cast_expr(c, raw.schema[c], schema[c]) for c in columns if c not in times]
     )
     for flag in _ACCOUNT_FLAGS:
         if flag in schema:
@@ -92,6 +89,41 @@ def records_to_frame(name: str, batches: Sequence[Batch]) -> pl.DataFrame:
     return keyed.select(
         [(pl.col(c) if c in keyed.columns else pl.lit(None)).cast(dtype).alias(c) for c, dtype in schema.items()]
     )
+
+
+def _batch_keys(batches: Sequence[Batch], counts: list[int]) -> pl.DataFrame:
+    """Each record's account keys, one value per batch repeated over its records (a per-row list
+    of datetimes would go through Polars' slow any-value path)."""
+    per_batch = pl.DataFrame(
+        {
+            "login": [b[1] for b in batches],
+            "fetched_at": [b[2] for b in batches],
+            _OFFSET: [b[3] for b in batches],
+            "__records": counts,
+        },
+        schema={"login": pl.Int64, "fetched_at": frames.UTC_US, _OFFSET: pl.Int64, "__records": pl.Int64},
+    )
+    return per_batch.filter(pl.col("__records") > 0).select(pl.exclude("__records").repeat_by("__records").explode())
+
+
+def _cast_expr(column: str, sent: pl.DataType, declared: pl.DataType) -> pl.Expr:
+    """The declared dtype, or null where the value does not fit it: a fraction in an integer field
+    is not truncated into another ticket or magic."""
+    value = pl.col(column)
+    if declared.is_integer() and sent.is_float():
+        value = pl.when(value == value.round(0)).then(value)
+    return value.cast(declared, strict=False).alias(column)
+
+
+def _raw_series(name: str, values: Sequence[Any], declared: pl.DataType) -> pl.Series:
+    """One field's values: built as the declared kind when every value is of it (the typed path is
+    several times faster), else as sent, for validation to judge (a terminal's bad value is not
+    this step's to reject)."""
+    kind = pl.Int64() if declared.is_integer() else declared
+    try:
+        return pl.Series(name, values, dtype=kind, strict=True)
+    except (TypeError, OverflowError, pl.exceptions.PolarsError):
+        return pl.Series(name, values, strict=False)
 
 
 def _by_column(records: list[Any], columns: list[str]) -> dict[str, Sequence[Any]]:
