@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from test_status_cli import SimLake, pin_clock
+from sim_lake import SimLake, pin_clock
 from typer.testing import CliRunner
 
 from mt5recon.cli import app
