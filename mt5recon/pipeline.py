@@ -6,6 +6,7 @@ fetch -> validate (quarantine) -> reconcile -> cycle tables -> commit.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
@@ -118,6 +119,11 @@ def fetch_fleet(
     return Snapshot.concat(parts), (time.perf_counter() - started) * 1000
 
 
+FRAMES_EVERY_ACCOUNTS = 256
+"""Answers are turned into frames this many accounts at a time while the fan-out goes on, so a
+fleet's answers (Python objects, ~0.7 KB per deal or position) are never all held at once."""
+
+
 def _fan_out(
     calling: list[tuple[AccountConfig, FetchRequest]],
     open_terminal: TerminalOpener,
@@ -127,24 +133,32 @@ def _fan_out(
 ) -> list[Snapshot]:
     """Fetch in parallel (bounded). A terminal still busy at the deadline is this cycle's IPC
     timeout: its account is reported failed and whatever it returns later is dropped, never mixed
-    into another cycle; the other accounts are not held up by it."""
-    with timed("answers"):
-        pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(calling))))
-        futures = {pool.submit(_fetch_one, account, open_terminal, request): request for account, request in calling}
-        done, late = wait(futures, timeout=deadline_secs)
+    into another cycle; the other accounts are not held up by it. Frames are built in submission
+    order, a chunk of accounts at a time, so rows come out in the same order every cycle."""
+    started = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(calling))))
+    pending = deque((pool.submit(_fetch_one, account, open_terminal, request), request) for account, request in calling)
+    parts: list[Snapshot] = []
+    late: list[FetchRequest] = []
+    try:
+        while pending:
+            chunk = [pending.popleft() for _ in range(min(FRAMES_EVERY_ACCOUNTS, len(pending)))]
+            with timed("answers"):
+                left = None if deadline_secs is None else max(0.0, deadline_secs - (time.monotonic() - started))
+                done, _ = wait([future for future, _ in chunk], timeout=left)
+            late += [request for future, request in chunk if future not in done]
+            answers = [future.result() for future, _ in chunk if future in done]
+            del chunk, done  # a done future holds its answer: let the records go once they are frames
+            with timed("frames"):
+                parts += [a for a in answers if isinstance(a, Snapshot)]
+                fetched = [a for a in answers if isinstance(a, Fetched)]
+                if fetched:
+                    parts.append(build_snapshot(fetched))
+            del answers, fetched
+    finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    answers = [future.result() for future in futures if future in done]
-    # the frames of every account that answered are built once, after the fan-out
-    fetched = [a for a in answers if isinstance(a, Fetched)]
-    with timed("frames"):
-        parts = [a for a in answers if isinstance(a, Snapshot)] + ([build_snapshot(fetched)] if fetched else [])
-    for future in late:
-        request = futures[future]
-        parts.append(
-            failed_account(
-                request, f"fetch deadline of {deadline_secs:g} s exceeded", constants.RES_E_INTERNAL_FAIL_TIMEOUT
-            )
-        )
+    reason = f"fetch deadline of {deadline_secs:g} s exceeded" if deadline_secs is not None else ""
+    parts += [failed_account(request, reason, constants.RES_E_INTERNAL_FAIL_TIMEOUT) for request in late]
     return parts
 
 

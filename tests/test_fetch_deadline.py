@@ -4,6 +4,7 @@ the other accounts are fetched on time, and its late answer never enters the cyc
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from sim_cycle import sim_fleet_config
 
 from mt5recon import pipeline
@@ -77,3 +78,27 @@ def test_hundreds_of_terminals_fan_out_within_the_concurrency_limit() -> None:
     assert 1 < peak[0] <= limit, f"{peak[0]} terminals at once with a limit of {limit}"
     logins = snapshot.health["login"].to_list()
     assert len(logins) == len(set(logins)) == 250, "one health row per terminal"
+
+
+def test_frames_built_a_chunk_at_a_time_are_the_frames_built_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers become frames in chunks while the fan-out goes on (memory): same rows, same order."""
+    from mt5recon.terminal.simulator.clock import SimClock
+    from mt5recon.terminal.simulator.fleet import DEFAULT_START
+
+    sim = SimFleet.quiet(clock=SimClock(DEFAULT_START), accounts=7)
+    sim.account(5003).fail_auth()
+    fleet = sim_fleet_config(sim)
+    snapshots = {}
+    use_in_process_fleet(sim)
+    try:
+        for chunk in (1000, 3, 1):
+            monkeypatch.setattr(pipeline, "FRAMES_EVERY_ACCOUNTS", chunk)
+            snapshots[chunk], _ = pipeline.fetch_fleet(fleet, fetched_at=sim.now(), open_terminal=open_terminal)
+    finally:
+        use_in_process_fleet(None)
+    whole = snapshots[1000]
+    assert whole.positions.height > 0 and 5003 in whole.errors, "a real fleet with one refused login"
+    for chunk in (3, 1):
+        for name, frame in snapshots[chunk].frames().items():
+            assert frame.equals(whole.frames()[name]), f"{name} built {chunk} accounts at a time"
+        assert snapshots[chunk].errors.keys() == whole.errors.keys(), "the same account failed"
