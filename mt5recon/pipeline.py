@@ -5,6 +5,7 @@ fetch -> validate (quarantine) -> reconcile -> cycle tables -> commit.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -150,15 +151,25 @@ def _fan_out(
             answers = [future.result() for future, _ in chunk if future in done]
             del chunk, done  # a done future holds its answer: let the records go once they are frames
             with timed("frames"):
-                parts += [a for a in answers if isinstance(a, Snapshot)]
-                fetched = [a for a in answers if isinstance(a, Fetched)]
-                if fetched:
-                    parts.append(build_snapshot(fetched))
-            del answers, fetched
+                parts += _in_order(answers)
+            del answers
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     reason = f"fetch deadline of {deadline_secs:g} s exceeded" if deadline_secs is not None else ""
     parts += [failed_account(request, reason, constants.RES_E_INTERNAL_FAIL_TIMEOUT) for request in late]
+    return parts
+
+
+def _in_order(answers: list[Fetched | Snapshot]) -> list[Snapshot]:
+    """Answers as snapshots in their order: each run of fetched accounts is built at once, a
+    failed account's snapshot stays where it was."""
+    parts: list[Snapshot] = []
+    for is_fetched, run in itertools.groupby(answers, key=lambda a: isinstance(a, Fetched)):
+        group = list(run)
+        if is_fetched:
+            parts.append(build_snapshot([a for a in group if isinstance(a, Fetched)]))
+        else:
+            parts += [a for a in group if isinstance(a, Snapshot)]
     return parts
 
 
