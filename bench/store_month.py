@@ -59,6 +59,7 @@ from bench.draws import pick, round_to_digits, uniform
 from bench.recon_engine import load_average, machine_lines, table
 from bench.synthetic_fleet import INSTRUMENTS, instruments
 from mt5recon import frames as mt5frames
+from mt5recon.progress import Progress
 from mt5recon.store import migrations
 from mt5recon.store.lake import Store, StoreConfig, open_reader
 from mt5recon.store.sqltext import identifier
@@ -1079,6 +1080,8 @@ def write_chunk(store: Store, chunk: Chunk) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
         for table, key in STATE_KEYS.items():
+            if table not in chunk.frames:
+                continue  # a state table the month does not simulate (the guards' state)
             keys = [chunk.frames[table].select(key)]
             if table in chunk.deletes:
                 keys.append(chunk.deletes[table].select(key))
@@ -1131,10 +1134,9 @@ class MonthStats:
 
 def write_month(config: StoreConfig, sim: Simulation, cycles: int, chunk_cycles: int) -> MonthStats:
     stats = MonthStats()
-    with Store.open(config) as store:
-        bounds = list(range(0, cycles, chunk_cycles))
-        report_every = max(1, len(bounds) // 6)
-        for i, c0 in enumerate(bounds):
+    bounds = list(range(0, cycles, chunk_cycles))
+    with Store.open(config) as store, Progress("writing the month", len(bounds), stream=sys.stdout) as progress:
+        for c0 in bounds:
             c1 = min(cycles, c0 + chunk_cycles)
             started = time.perf_counter()
             chunk = sim.chunk(c0, c1)
@@ -1146,13 +1148,11 @@ def write_month(config: StoreConfig, sim: Simulation, cycles: int, chunk_cycles:
             stats.generate_secs += generated - started
             stats.write_secs += written - generated
             stats.write_times.append(written - generated)
-            if (i + 1) % report_every == 0 or i + 1 == len(bounds):
-                print(
-                    f"  chunk {i + 1}/{len(bounds)} (cycles {c0:,}-{c1 - 1:,}): {chunk.rows():,} rows, "
-                    f"generated {generated - started:.2f} s, written {written - generated:.2f} s; "
-                    f"load {load_average()}",
-                    flush=True,
-                )
+            progress.advance(
+                note=f"cycles {c0:,}-{c1 - 1:,}: {chunk.rows():,} rows, generated {generated - started:.2f} s, "
+                f"written {written - generated:.2f} s; load {load_average()}"
+            )
+        progress.done(f"wrote {stats.rows:,} rows of {cycles:,} cycles in {stats.chunks} transactions")
     return stats
 
 
