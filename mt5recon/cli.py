@@ -11,27 +11,13 @@ from typing import Annotated
 
 import typer
 
-from mt5recon.settings import Settings
+from mt5recon.cli_options import FleetOption, HomeOption, settings_for
 
 app = typer.Typer(help="MetaTrader 5 reconciliation: broker truth vs. what the bot expects.", no_args_is_help=True)
 sim_app = typer.Typer(help="The simulated MT5 terminal fleet.", no_args_is_help=True)
 bridge_app = typer.Typer(help="The RPyC bridge in front of a terminal.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
 app.add_typer(bridge_app, name="bridge")
-
-FleetOption = Annotated[
-    Path | None, typer.Option("--fleet", help="fleet TOML (default: $MT5RECON_FLEET or the demo fleet)")
-]
-HomeOption = Annotated[Path | None, typer.Option("--home", help="data folder (default: $MT5RECON_HOME or ./.mt5recon)")]
-
-
-def _settings(fleet: Path | None = None, home: Path | None = None) -> Settings:
-    overrides: dict[str, object] = {}
-    if fleet is not None:
-        overrides["fleet"] = fleet
-    if home is not None:
-        overrides["home"] = home
-    return Settings(**overrides)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -40,7 +26,7 @@ def up(fleet: FleetOption = None, home: HomeOption = None) -> None:
     from mt5recon.local import run_local
 
     try:
-        run_local(_settings(fleet, home))
+        run_local(settings_for(fleet, home))
     except KeyboardInterrupt:
         typer.echo("stopped")
 
@@ -48,7 +34,7 @@ def up(fleet: FleetOption = None, home: HomeOption = None) -> None:
 @app.command()
 def cycle(fleet: FleetOption = None, home: HomeOption = None) -> None:
     """Run one reconciliation cycle now (a Prefect server is used if one is configured, else an ephemeral one)."""
-    settings = _settings(fleet, home)
+    settings = settings_for(fleet, home)
     os.environ["MT5RECON_HOME"] = str(settings.resolved_home())
     # without a server Prefect starts an ephemeral one; its first start migrates a fresh database
     os.environ.setdefault("PREFECT_HOME", str(settings.resolved_home() / "prefect"))
@@ -76,7 +62,7 @@ def alerts(
     from mt5recon.alerting import install_automations
     from mt5recon.local import prefect_env
 
-    os.environ.setdefault("PREFECT_API_URL", prefect_env(_settings(home=home))["PREFECT_API_URL"])
+    os.environ.setdefault("PREFECT_API_URL", prefect_env(settings_for(home=home))["PREFECT_API_URL"])
     installed = install_automations(webhook_url, silence_secs=silence_secs)
     for name, automation_id in installed.automation_ids.items():
         typer.echo(f"automation {name!r}: {automation_id}")
@@ -91,7 +77,7 @@ def housekeeping(fleet: FleetOption = None, home: HomeOption = None) -> None:
     from mt5recon.fleet import load_fleet
     from mt5recon.store.housekeeping import run_housekeeping
 
-    settings = _settings(fleet, home)
+    settings = settings_for(fleet, home)
     stats = run_housekeeping(settings.store_config(), load_fleet(settings.fleet).housekeeping, now=datetime.now(UTC))
     typer.echo(stats.markdown())
 
@@ -111,25 +97,88 @@ def record(
     """Record live snapshots (and the bot's expected trades) in the recorded-snapshot format."""
     from mt5recon import recordings
 
-    settings = _settings(fleet, home)
-    done = recordings.record(settings, directory, cycles=cycles, every_secs=every_secs, progress=typer.echo)
+    settings = settings_for(fleet, home)
+    with recordings.progress_bar("recording") as progress:
+        done = recordings.record(
+            settings,
+            directory,
+            cycles=cycles,
+            every_secs=every_secs,
+            progress=progress,
+            note=lambda message: typer.echo(message, err=True),
+        )
     typer.echo(f"recorded {done} cycle(s) into {directory}")
 
 
 @app.command()
 def replay(
     directory: Annotated[Path, typer.Argument(help="a recording made by `mt5recon record`")],
-    into: Annotated[Path, typer.Option(help="home folder of the store the replay writes (never the live one)")] = Path(
-        ".mt5recon-replay"
-    ),
+    into: Annotated[
+        Path | None,
+        typer.Option(
+            help="home folder of the store the replay writes, never the live one (default .mt5recon-replay); "
+            "with --tolerances: keep both stores there (baseline/, what-if/) instead of removing them"
+        ),
+    ] = None,
+    tolerances: Annotated[
+        Path | None,
+        typer.Option(
+            help="what-if: a TOML file with a fleet's [tolerances] section (and optionally [breaks]); "
+            "the recording is replayed with the fleet's and with these, and the breaks compared",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print the result as JSON (progress on stderr)")] = False,
     fleet: FleetOption = None,
 ) -> None:
-    """Re-reconcile a recording (e.g. with other tolerances) into a separate store."""
-    from mt5recon import recordings
+    """Re-reconcile a recording into a separate store; with --tolerances, show how the breaks would
+    have differed under other tolerances (both replays in throwaway stores)."""
+    import json
 
-    settings = _settings(fleet, None)
-    results = recordings.replay(settings, directory, into=into, progress=typer.echo)
-    typer.echo(f"replayed {len(results)} cycle(s) into {into}")
+    from mt5recon import recordings, whatif
+
+    settings = settings_for(fleet, None)
+    try:
+        overrides = recordings.load_tolerance_file(tolerances) if tolerances is not None else None
+    except recordings.ToleranceFileError as error:
+        typer.echo(f"error: --tolerances {error.path}: {len(error.problems)} problem(s)", err=True)
+        for problem in error.problems:
+            typer.echo(f"  {problem}", err=True)
+        typer.echo("  the file holds a fleet file's [tolerances.default] / [tolerances.symbols.*] sections", err=True)
+        raise typer.Exit(2) from error
+    try:
+        if overrides is None:
+            target = into or Path(".mt5recon-replay")
+            with recordings.progress_bar("replaying", stderr=json_output) as progress:
+                results = recordings.replay(settings, directory, into=target, progress=progress)
+            new = sum(not r.duplicate for r in results)
+            if json_output:
+                typer.echo(json.dumps({"cycles": len(results), "new": new, "into": str(target)}))
+            else:
+                typer.echo(
+                    f"replayed {len(results)} cycle(s) into {target} ({new} new, {len(results) - new} already there)"
+                )
+            return
+        with recordings.progress_bar("what-if", stderr=json_output) as progress:
+            run = recordings.what_if(settings, directory, overrides, into=into, progress=progress)
+    except (recordings.ReplayTargetError, FileNotFoundError) as error:  # the target, or not a recording
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    diff = whatif.diff_breaks(run.baseline_breaks, run.what_if_breaks)
+    changes = whatif.tolerance_changes(
+        run.baseline_fleet.tolerances, run.what_if_fleet.tolerances, run.baseline_fleet.breaks, run.what_if_fleet.breaks
+    )
+    kept = f"stores kept in {run.kept_in}" if run.kept_in is not None else "throwaway stores removed"
+    done = f"replayed {run.cycles} cycle(s) of {directory} twice (fleet's tolerances, what-if); {kept}"
+    if json_output:
+        report = {"recording": str(directory), "cycles": run.cycles, "tolerance_changes": changes, **diff.as_dict()}
+        typer.echo(json.dumps(report, indent=2, default=str))
+        typer.echo(done, err=True)
+        return
+    typer.echo(whatif.format_text(diff, changes))
+    typer.echo(done)
+    typer.echo(f"summary: {diff.summary()}")
 
 
 @app.command()
@@ -144,7 +193,7 @@ def sql(
     """Query the store read-only; parameters are bound, never spliced into the SQL."""
     from mt5recon.store.query import run_read_only
 
-    frame = run_read_only(_settings(None, home).store_config(), query, _params(param or []))
+    frame = run_read_only(settings_for(None, home).store_config(), query, _params(param or []))
     if out is None:
         import polars as pl
 
@@ -171,7 +220,7 @@ def analyst(home: HomeOption = None) -> None:
     """Print the exact commands that open the store read-only (DuckDB CLI and Python/Polars)."""
     from mt5recon.store.lake import analyst_attach_sql
 
-    settings = _settings(None, home)
+    settings = settings_for(None, home)
     config = settings.store_config()
     typer.echo("-- DuckDB CLI 1.5.5 (`mt5recon duckdb` opens it like this), paste:\n" + analyst_attach_sql(config))
     snippet = [
@@ -193,7 +242,7 @@ def duckdb(
 
     from mt5recon.store.lake import analyst_attach_sql
 
-    config = _settings(None, home).store_config()
+    config = settings_for(None, home).store_config()
     beside_python = Path(sys.executable).with_name("duckdb")
     cli = str(beside_python) if beside_python.exists() else shutil.which("duckdb")
     if cli is None:
@@ -209,7 +258,7 @@ def sim_serve(fleet: FleetOption = None, home: HomeOption = None) -> None:
     from mt5recon.fleet import load_fleet
     from mt5recon.terminal.sim_host import hosted_fleet
 
-    settings = _settings(fleet, home)
+    settings = settings_for(fleet, home)
     with hosted_fleet(load_fleet(settings.fleet), settings.resolved_home()) as host:
         typer.echo(f"simulated fleet on {host.describe()}; Ctrl-C stops")
         try:
@@ -231,6 +280,19 @@ def bridge_serve(
 
     raise typer.Exit(main(["--host", host, "--port", str(port), "--call-timeout", str(call_timeout)]))
 
+
+def _register_views() -> None:
+    """Operator views live in their own modules (heavy imports stay inside their commands)."""
+    from mt5recon.cli_doctor import register as register_doctor
+    from mt5recon.cli_report import register as register_report
+    from mt5recon.cli_views import register as register_views
+
+    register_views(app)
+    register_report(app)
+    register_doctor(app)
+
+
+_register_views()
 
 if __name__ == "__main__":
     app()

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from mt5recon.cli_options import FleetOption, HomeOption
+
 
 def report(
     since: Annotated[
@@ -17,19 +19,15 @@ def report(
     accounts: Annotated[
         int, typer.Option(min=1, max=100, help="chart this many accounts, those with the deepest drawdown")
     ] = 6,
-    fleet: Annotated[
-        Path | None, typer.Option("--fleet", help="fleet TOML (default: $MT5RECON_FLEET or the demo fleet)")
-    ] = None,
-    home: Annotated[
-        Path | None, typer.Option("--home", help="data folder (default: $MT5RECON_HOME or ./.mt5recon)")
-    ] = None,
+    fleet: FleetOption = None,
+    home: HomeOption = None,
 ) -> None:
     """Write one HTML file (opens offline: inline CSS and SVG, no script) with equity and drawdown per
     account, slippage, breaks opened/resolved and terminal health over the period, each chart with
     the table of its numbers."""
     from datetime import UTC, datetime
 
-    from mt5recon.cli import _settings
+    from mt5recon.cli_options import settings_for
     from mt5recon.fleet import load_fleet
     from mt5recon.report.data import read_report
     from mt5recon.report.html import render_report
@@ -40,7 +38,7 @@ def report(
         period = Period(parse_when(since, now), parse_when(until, now) if until else now)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    settings = _settings(fleet, home)
+    settings = settings_for(fleet, home)
     try:
         data = read_report(
             settings.store_config(), load_fleet(settings.fleet), period, worst_accounts=accounts, generated_at=now

@@ -7,28 +7,23 @@ inside the commands, so `mt5recon --help` stays fast.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
-FleetOption = Annotated[
-    Path | None, typer.Option("--fleet", help="fleet TOML (default: $MT5RECON_FLEET or the demo fleet)")
-]
-HomeOption = Annotated[Path | None, typer.Option("--home", help="data folder (default: $MT5RECON_HOME or ./.mt5recon)")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON for scripts (stable keys, no colour)")]
+from mt5recon.cli_options import FleetOption, HomeOption, JsonOption
 
 
 def status(fleet: FleetOption = None, home: HomeOption = None, as_json: JsonOption = False) -> None:
     """One screen of the fleet now: per account its terminal health, breaker, data age (since its
     last good snapshot), equity, drawdown and open breaks by kind, plus totals."""
     from mt5recon import views
-    from mt5recon.cli import _settings
+    from mt5recon.cli_options import settings_for
     from mt5recon.fleet import load_fleet
     from mt5recon.views.source import reader
     from mt5recon.views.status import read_status
 
-    settings = _settings(fleet, home)
+    settings = settings_for(fleet, home)
     fleet_config = load_fleet(settings.fleet)
     try:
         with reader(settings.store_config()) as con:
@@ -78,7 +73,7 @@ def breaks(
 ) -> None:
     """The open breaks (all of them with --all), filtered and sorted; filters are bound parameters."""
     from mt5recon import views
-    from mt5recon.cli import _settings
+    from mt5recon.cli_options import settings_for
     from mt5recon.views.breaks import BreakFilters, as_records, read_breaks
     from mt5recon.views.source import reader
 
@@ -96,7 +91,7 @@ def breaks(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     try:
-        with reader(_settings(None, home).store_config()) as con:
+        with reader(settings_for(None, home).store_config()) as con:
             frame = read_breaks(con, filters, now=views.utc_now())
     except views.NoCycles as empty:
         typer.echo(str(empty), err=True)
