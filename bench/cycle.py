@@ -48,6 +48,7 @@ import statistics
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -55,7 +56,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -88,7 +89,7 @@ from tasks.io import load_state
 STAGES = (
     "read expected",
     "fetch",
-    "fetch: answers",
+    "fetch: terminals' CPU",
     "fetch: frames",
     "validate",
     "match + classify",
@@ -216,6 +217,41 @@ def reset_peak_rss() -> bool:
     return True
 
 
+class CpuCounter:
+    """CPU seconds added up from many threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.secs = 0.0
+
+    def add(self, secs: float) -> None:
+        with self._lock:
+            self.secs += secs
+
+
+class CpuCountedTerminal:
+    """Forwards every MT5 call and adds the CPU time the calling thread spent inside it: the
+    simulated terminal's own work, which a real terminal does in its own process."""
+
+    def __init__(self, api: MT5Api, counter: CpuCounter) -> None:
+        self._api = api
+        self._counter = counter
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._api, name)
+        if not callable(attribute):
+            return attribute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return attribute(*args, **kwargs)
+            finally:
+                self._counter.add(time.thread_time() - started)
+
+        return counted
+
+
 class World:
     """One simulated fleet, its store and fleet config, and the cycle run on them."""
 
@@ -236,6 +272,7 @@ class World:
         schemas.warm_up()  # as flows/reconcile.py does at import, before its first cycle
         use_in_process_fleet(self.sim)
         self.fleet = bench_fleet(self.sim)
+        self.terminal_cpu = CpuCounter()
         self.opener = self._opener(self.fleet)
         self.book: dict[int, breakers.Breaker] = {}
         self.store = StoreConfig.under(
@@ -249,10 +286,9 @@ class World:
         self.step_secs: list[float] = []
         self.bot_write_secs: list[float] = []
 
-    @staticmethod
-    def _opener(fleet: FleetConfig) -> Callable[[AccountConfig], MT5Api]:
+    def _opener(self, fleet: FleetConfig) -> Callable[[AccountConfig], MT5Api]:
         def opener(account: AccountConfig) -> MT5Api:
-            return open_terminal(account, policy=fleet.reconnect)
+            return cast(MT5Api, CpuCountedTerminal(open_terminal(account, policy=fleet.reconnect), self.terminal_cpu))
 
         return opener
 
@@ -285,6 +321,7 @@ class World:
         """One cycle at the clock's time, every stage timed."""
         fleet, at, t = self.fleet, self.clock.now(), Stages()
         cycle_id = pipeline.cycle_id_for(fleet.name, at)
+        self.terminal_cpu.secs = 0.0
         started = time.perf_counter()
         with t("read expected"):
             expected_raw = read_expected_trades(fleet.expected_trades, self.home, store=self.store)
@@ -297,7 +334,7 @@ class World:
                 concurrency=self.job.concurrency,
                 book=self.book,
                 deadline_secs=self.job.deadline_secs,
-                timed=lambda part: t(f"fetch: {part}"),
+                timed=lambda part: t("fetch: frames") if part == "frames" else contextlib.nullcontext(),
             )
             self.book = pipeline.advance_breakers(self.book, snapshot, fleet, at=at)
             snapshot = replace(snapshot, health=pipeline.with_breaker_states(snapshot.health, self.book, at))
@@ -338,6 +375,7 @@ class World:
         with t("commit"), Store.open(self.store, lock_wait_secs=COMMIT_LOCK_WAIT_SECS) as store:
             committed = store.commit_cycle(cycle_id, tables, deletes)
         wall = time.perf_counter() - started
+        t.secs["fetch: terminals' CPU"] = self.terminal_cpu.secs
         if committed.duplicate:
             raise RuntimeError(f"cycle {cycle_id} was already in the ledger: nothing was written")
         return {
@@ -561,8 +599,8 @@ def stage_table(results: list[dict[str, Any]], prefect: dict[str, Any] | None) -
     rows.append(["total without fetch", *(_ms(wall_median(r) - stage_median(r, "fetch")) for r in results)])
     rows.append(
         [
-            "total without the answers",
-            *(_ms(wall_median(r) - stage_median(r, "fetch: answers")) for r in results),
+            "total without the terminals' CPU",
+            *(_ms(wall_median(r) - stage_median(r, "fetch: terminals' CPU")) for r in results),
         ]
     )
     rows.append(
@@ -726,11 +764,13 @@ def explain(args: argparse.Namespace, results: list[dict[str, Any]]) -> list[str
         f"Stage times are medians of {args.repeats} cycle(s) after the first; 'total' is the median of the cycles' "
         "wall times (not the sum of the medians). The first cycle is shown on its own: terminal sessions log in "
         "and the store receives every open position, bot trade and break for the first time.",
-        "fetch: in-process simulated terminals (connector kind 'sim', no latency). 'answers' is the fan-out: "
-        "the simulator computing every answer (Python, in this process, under one lock) plus the fetching "
-        "side's calls; 'frames' is the pipeline turning every account's answers into the snapshot frames. "
-        "In production the answers are computed by the terminals, in their own processes on their own hosts, "
-        "and the fan-out is bound by their latency (see bench/fetch_fanout.py); 'total without the answers' is "
+        "fetch: in-process simulated terminals (connector kind 'sim', no latency). 'terminals' CPU' is the CPU "
+        "time the fetching threads spent inside the terminals' API calls (the simulator computing every answer, "
+        "in this process, sharing its cores and GIL with the pipeline), summed over accounts; 'frames' is the "
+        "pipeline turning the answers into the snapshot frames, a chunk of accounts at a time while the fan-out "
+        "goes on. In production the terminals compute their answers in their own processes on their own hosts "
+        "and the fan-out is bound by their latency (see bench/fetch_fanout.py); 'total without the terminals' "
+        "CPU' is the cycle's wall time minus that CPU: "
         f"the pipeline's own work. Concurrency {args.concurrency}, {deadline}.",
         "Peak RSS: the process's resident high-water mark during the cycle (VmHWM, reset before each cycle), so "
         "it includes the simulated world (Python objects of every terminal, position and bot trade); 'above the "
