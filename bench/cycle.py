@@ -326,18 +326,16 @@ class World:
         with t("read expected"):
             expected_raw = read_expected_trades(fleet.expected_trades, self.home, store=self.store)
         with t("fetch"):
-            snapshot, fetch_ms = pipeline.fetch_fleet(
+            snapshot, fetch_ms, self.book = pipeline.fetch_with_breakers(
                 fleet,
                 fetched_at=at,
                 open_terminal=self.opener,
                 expected_raw=expected_raw,
-                concurrency=self.job.concurrency,
                 book=self.book,
+                concurrency=self.job.concurrency,
                 deadline_secs=self.job.deadline_secs,
                 timed=lambda part: t("fetch: frames") if part == "frames" else contextlib.nullcontext(),
             )
-            self.book = pipeline.advance_breakers(self.book, snapshot, fleet, at=at)
-            snapshot = replace(snapshot, health=pipeline.with_breaker_states(snapshot.health, self.book, at))
         with t("validate"):
             validated = pipeline.validate_cycle(snapshot, expected_raw, now=at)
         with t("match + classify"):

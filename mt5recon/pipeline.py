@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -158,6 +158,33 @@ def _fan_out(
     reason = f"fetch deadline of {deadline_secs:g} s exceeded" if deadline_secs is not None else ""
     parts += [failed_account(request, reason, constants.RES_E_INTERNAL_FAIL_TIMEOUT) for request in late]
     return parts
+
+
+def fetch_with_breakers(
+    fleet: FleetConfig,
+    *,
+    fetched_at: datetime,
+    open_terminal: TerminalOpener,
+    expected_raw: pl.DataFrame | None,
+    book: dict[int, breakers.Breaker],
+    concurrency: int = 16,
+    deadline_secs: float | None = None,
+    timed: StageTimer = _untimed,
+) -> tuple[Snapshot, float, dict[int, breakers.Breaker]]:
+    """The fetch, each called terminal's breaker moved by it, and the health rows showing the new
+    breaker states: (snapshot, fetch ms, the breaker book for the next cycle)."""
+    snapshot, fetch_ms = fetch_fleet(
+        fleet,
+        fetched_at=fetched_at,
+        open_terminal=open_terminal,
+        expected_raw=expected_raw,
+        concurrency=concurrency,
+        book=book,
+        deadline_secs=deadline_secs,
+        timed=timed,
+    )
+    book = advance_breakers(book, snapshot, fleet, at=fetched_at)
+    return replace(snapshot, health=with_breaker_states(snapshot.health, book, fetched_at)), fetch_ms, book
 
 
 def _in_order(answers: list[Fetched | Snapshot]) -> list[Snapshot]:

@@ -26,10 +26,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mt5recon import pipeline
 from mt5recon.fleet import FleetConfig, load_fleet
+from mt5recon.offline import commit_snapshot
 from mt5recon.settings import Settings
 from mt5recon.sources import read_expected_trades
 from mt5recon.store.lake import CommitResult, Store, StoreConfig
-from mt5recon.store.stored_state import read_stored_state
 from mt5recon.terminal.factory import open_terminal
 from mt5recon.terminal.recording import Replay, record_cycle
 from mt5recon.terminal.sim_host import hosted_fleet
@@ -103,23 +103,7 @@ def replay_cycle(
     if expected is None:
         # a recording without the bot's trades falls back to the live source (the live store, not the replay's)
         expected = read_expected_trades(fleet.expected_trades, home, store=live_store)
-    validated = pipeline.validate_cycle(snapshot, expected, now=at)
-    result = pipeline.reconcile_cycle(validated, fleet, as_of=at)
-    cycle_id = pipeline.cycle_id_for(f"replay-{fleet.name}", at)
-    stored = read_stored_state(store.connection, *pipeline.break_state_keys(fleet, result))
-    state = pipeline.advance_state(stored, validated, result, fleet, at=at)
-    tables = pipeline.cycle_tables(
-        cycle_id=cycle_id,
-        started_at=at,
-        finished_at=at,
-        snapshot=snapshot,
-        validated=validated,
-        result=result,
-        state=state,
-        fetch_ms=0.0,
-        reconcile_ms=0.0,
-    )
-    return store.commit_cycle(cycle_id, tables, pipeline.state_deletes(state))
+    return commit_snapshot(store, snapshot, expected, fleet, at=at, cycle_name=f"replay-{fleet.name}")
 
 
 class ReplayTargetError(ValueError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,19 +56,17 @@ def fetch_snapshots(
     """Fan-out over terminals happens inside (one task per cycle, not per account); a failing
     terminal is recorded as that account's failure rather than retried here, and its circuit
     breaker (kept in `breaker_book` between runs) decides whether the next cycles call it."""
-    book = load_book(breaker_book)
-    snapshot, fetch_ms = pipeline.fetch_fleet(
+    snapshot, fetch_ms, book = pipeline.fetch_with_breakers(
         fleet,
         fetched_at=fetched_at,
         open_terminal=open_terminal,
         expected_raw=expected_raw,
+        book=load_book(breaker_book),
         concurrency=concurrency,
-        book=book,
         deadline_secs=fleet.fetch_deadline_secs,
     )
-    book = pipeline.advance_breakers(book, snapshot, fleet, at=fetched_at)
     save_book(breaker_book, book)
-    return replace(snapshot, health=pipeline.with_breaker_states(snapshot.health, book, fetched_at)), fetch_ms
+    return snapshot, fetch_ms
 
 
 @task(name="load-state", **IO_RETRY)

@@ -4,14 +4,14 @@ simulated clock. The report tests read what these cycles leave behind."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mt5recon import pipeline
 from mt5recon.fleet import FleetConfig
+from mt5recon.offline import commit_snapshot
 from mt5recon.sources import read_expected_trades
 from mt5recon.store.lake import Store
-from mt5recon.store.stored_state import read_stored_state
 from mt5recon.terminal import breaker as breakers
 from mt5recon.terminal.factory import open_terminal
 from mt5recon.terminal.sim_host import use_in_process_fleet
@@ -63,26 +63,8 @@ class StoreCycles:
         use_in_process_fleet(self.sim)
         at = self.sim.now()
         expected_raw = read_expected_trades(self.fleet.expected_trades, Path("."))
-        snapshot, _ = pipeline.fetch_fleet(
+        snapshot, _, self.book = pipeline.fetch_with_breakers(
             self.fleet, fetched_at=at, open_terminal=open_terminal, expected_raw=expected_raw, book=self.book
         )
-        self.book = pipeline.advance_breakers(self.book, snapshot, self.fleet, at=at)
-        snapshot = replace(snapshot, health=pipeline.with_breaker_states(snapshot.health, self.book, at))
-        validated = pipeline.validate_cycle(snapshot, expected_raw, now=at)
-        result = pipeline.reconcile_cycle(validated, self.fleet, as_of=at)
-        stored = read_stored_state(self.store.connection, *pipeline.break_state_keys(self.fleet, result))
-        state = pipeline.advance_state(stored, validated, result, self.fleet, at=at)
-        cycle_id = pipeline.cycle_id_for(self.fleet.name, at)
-        tables = pipeline.cycle_tables(
-            cycle_id=cycle_id,
-            started_at=at,
-            finished_at=at,
-            snapshot=snapshot,
-            validated=validated,
-            result=result,
-            state=state,
-            fetch_ms=1.0,
-            reconcile_ms=1.0,
-        )
-        self.store.commit_cycle(cycle_id, tables, pipeline.state_deletes(state))
-        self.committed.append(cycle_id)
+        committed = commit_snapshot(self.store, snapshot, expected_raw, self.fleet, at=at)
+        self.committed.append(committed.cycle_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -14,10 +14,10 @@ from typer.testing import CliRunner, Result
 from mt5recon import pipeline
 from mt5recon.cli import app
 from mt5recon.fleet import FleetConfig
+from mt5recon.offline import commit_snapshot
 from mt5recon.sharding import shard_expected_trades, shard_fleet, shard_scope
 from mt5recon.sources import read_expected_trades
 from mt5recon.store.lake import Store, StoreConfig, open_reader
-from mt5recon.store.stored_state import read_stored_state
 from mt5recon.terminal.breaker import Breaker
 from mt5recon.terminal.factory import open_terminal
 from mt5recon.terminal.sim_host import use_in_process_fleet
@@ -77,28 +77,10 @@ class SimLake:
         at = self.sim.now()
         use_in_process_fleet(self.sim)
         expected = shard_expected_trades(read_expected_trades(part.expected_trades, self.home), scope)
-        snapshot, _ = pipeline.fetch_fleet(
+        snapshot, _, self.book = pipeline.fetch_with_breakers(
             part, fetched_at=at, open_terminal=open_terminal, expected_raw=expected, book=self.book
         )
-        self.book = pipeline.advance_breakers(self.book, snapshot, part, at=at)
-        snapshot = replace(snapshot, health=pipeline.with_breaker_states(snapshot.health, self.book, at))
-        validated = pipeline.validate_cycle(snapshot, expected, now=at)
-        result = pipeline.reconcile_cycle(validated, part, as_of=at)
-        stored = read_stored_state(store.connection, *pipeline.break_state_keys(part, result), scope)
-        state = pipeline.advance_state(stored, validated, result, part, at=at)
-        cycle_id = pipeline.cycle_id_for(part.name, at)
-        tables = pipeline.cycle_tables(
-            cycle_id=cycle_id,
-            started_at=at,
-            finished_at=at,
-            snapshot=snapshot,
-            validated=validated,
-            result=result,
-            state=state,
-            fetch_ms=0.0,
-            reconcile_ms=0.0,
-        )
-        store.commit_cycle(cycle_id, tables, pipeline.state_deletes(state))
+        commit_snapshot(store, snapshot, expected, part, at=at, scope=scope)
 
     def query(self, sql: str) -> pl.DataFrame:
         """Read the store independently of the views under test."""
