@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 from demo_fleet_files import demo_fleet_on_free_ports, free_port
 
@@ -21,11 +22,13 @@ from mt5recon.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = [sys.executable, "-m", "prefect", "--no-prompt"]
+PAGE = 200  # the server's largest page of a filter request
 
 
 @contextmanager
-def production_env(tmp_path: Path, **settings: str) -> Iterator[dict[str, str]]:
-    """A Prefect server of its own, and the environment the CLI, workers and runs share."""
+def production_env(tmp_path: Path, *, fleet: Path | None = None, **settings: str) -> Iterator[dict[str, str]]:
+    """A Prefect server of its own, and the environment the CLI, workers and runs share; the fleet
+    is `fleet`, else the demo fleet on free ports."""
     port = free_port()
     with prefect_server(Settings(home=tmp_path / "home", prefect_port=port)) as api:
         yield {
@@ -33,7 +36,7 @@ def production_env(tmp_path: Path, **settings: str) -> Iterator[dict[str, str]]:
             "PREFECT_API_URL": api,
             "PREFECT_HOME": str(tmp_path / "client-prefect"),
             "MT5RECON_HOME": str(tmp_path / "home"),
-            "MT5RECON_FLEET": str(demo_fleet_on_free_ports(tmp_path / "fleet.toml")),
+            "MT5RECON_FLEET": str(fleet or demo_fleet_on_free_ports(tmp_path / "fleet.toml")),
             "MT5RECON_PROJECT_DIR": str(ROOT),
             "PREFECT_WORKER_QUERY_SECONDS": "2",
             "PREFECT_WORKER_PREFETCH_SECONDS": "5",
@@ -41,8 +44,14 @@ def production_env(tmp_path: Path, **settings: str) -> Iterator[dict[str, str]]:
         }
 
 
-def deploy(env: dict[str, str], pool: str, project_file: str = "prefect.yaml") -> None:
-    subprocess.run([*PREFECT, "work-pool", "create", pool, "--type", "process"], env=env, check=True, cwd=ROOT)
+def deploy(env: dict[str, str], pool: str, project_file: str = "prefect.yaml", *, quiet: bool = False) -> None:
+    subprocess.run(
+        [*PREFECT, "work-pool", "create", pool, "--type", "process"],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        capture_output=quiet,
+    )
     done = subprocess.run(
         [*PREFECT, "deploy", "--prefect-file", project_file, "--all"], env=env, cwd=ROOT, capture_output=True, text=True
     )
@@ -65,14 +74,41 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def reconcile_runs(api: str) -> list[dict[str, object]]:
-    """The server's reconcile flow runs."""
-    body = {"limit": 200, "flows": {"name": {"any_": ["reconcile"]}}}
+def api_post(api: str, path: str, body: dict[str, object] | None = None) -> object:
+    """POST a JSON body to the server's REST API; the decoded answer (None when empty)."""
     request = urllib.request.Request(
-        f"{api}/flow_runs/filter", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        f"{api}{path}", data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        return list(json.load(response))
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def reconcile_runs(api: str) -> list[dict[str, object]]:
+    """Every reconcile flow run the server has, page after page: the scheduler keeps ~100 future runs
+    per deployment, so one page of 200 may hold none of the runs that already ran."""
+    runs: dict[str, dict[str, object]] = {}  # by id: a run created meanwhile may shift a page
+    offset = 0
+    while True:
+        body = {
+            "limit": PAGE,
+            "offset": offset,
+            "sort": "EXPECTED_START_TIME_ASC",
+            "flows": {"name": {"any_": ["reconcile"]}},
+        }
+        page = cast(list[dict[str, object]], api_post(api, "/flow_runs/filter", body))
+        runs.update((str(run["id"]), run) for run in page)
+        offset += len(page)
+        if len(page) < PAGE:
+            return list(runs.values())
+
+
+def pause_deployments(api: str) -> list[str]:
+    """Pause every deployment (the server deletes their runs not yet started); their names."""
+    deployments = cast(list[dict[str, object]], api_post(api, "/deployments/filter", {"limit": PAGE}))
+    for deployment in deployments:
+        api_post(api, f"/deployments/{deployment['id']}/pause_deployment")
+    return [str(deployment["name"]) for deployment in deployments]
 
 
 def states(runs: list[dict[str, object]]) -> Counter[str]:
