@@ -9,7 +9,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -121,8 +121,9 @@ def fetch_fleet(
 
 
 FRAMES_EVERY_ACCOUNTS = 256
-"""Answers are turned into frames this many accounts at a time while the fan-out goes on, so a
-fleet's answers (Python objects, ~0.7 KB per deal or position) are never all held at once."""
+"""Answers are turned into frames this many accounts at a time while the fan-out goes on, and
+accounts are asked at most two chunks (or two fan-outs) ahead, so a fleet's answers (Python
+objects, ~0.7 KB per deal or position) are never all held at once."""
 
 
 def _fan_out(
@@ -138,12 +139,26 @@ def _fan_out(
     order, a chunk of accounts at a time, so rows come out in the same order every cycle."""
     started = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(calling))))
-    pending = deque((pool.submit(_fetch_one, account, open_terminal, request), request) for account, request in calling)
+    waiting = deque(calling)
+    pending: deque[tuple[Future[Fetched | Snapshot], FetchRequest]] = deque()
+
+    def submit_up_to(in_flight: int) -> None:
+        """Keep at most `in_flight` accounts asked and not yet built (answers wait in memory);
+        none is asked once the deadline has passed."""
+        if deadline_secs is not None and time.monotonic() - started >= deadline_secs:
+            return
+        while waiting and len(pending) < in_flight:
+            account, request = waiting.popleft()
+            pending.append((pool.submit(_fetch_one, account, open_terminal, request), request))
+
+    ahead = max(2 * FRAMES_EVERY_ACCOUNTS, 2 * concurrency)
     parts: list[Snapshot] = []
     late: list[FetchRequest] = []
     try:
+        submit_up_to(ahead)
         while pending:
             chunk = [pending.popleft() for _ in range(min(FRAMES_EVERY_ACCOUNTS, len(pending)))]
+            submit_up_to(ahead)  # the next accounts are asked while this chunk is built
             with timed("answers"):
                 left = None if deadline_secs is None else max(0.0, deadline_secs - (time.monotonic() - started))
                 done, _ = wait([future for future, _ in chunk], timeout=left)
@@ -155,6 +170,7 @@ def _fan_out(
             del answers
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+    late += [request for _, request in waiting]  # never asked: the deadline came first
     reason = f"fetch deadline of {deadline_secs:g} s exceeded" if deadline_secs is not None else ""
     parts += [failed_account(request, reason, constants.RES_E_INTERNAL_FAIL_TIMEOUT) for request in late]
     return parts

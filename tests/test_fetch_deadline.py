@@ -81,7 +81,8 @@ def test_hundreds_of_terminals_fan_out_within_the_concurrency_limit() -> None:
 
 
 def test_frames_built_a_chunk_at_a_time_are_the_frames_built_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Answers become frames in chunks while the fan-out goes on (memory): same rows, same order."""
+    """Answers become frames in chunks while the fan-out goes on, accounts asked a window ahead
+    (memory): same rows, same order."""
     from mt5recon.terminal.simulator.clock import SimClock
     from mt5recon.terminal.simulator.fleet import DEFAULT_START
 
@@ -93,7 +94,10 @@ def test_frames_built_a_chunk_at_a_time_are_the_frames_built_at_once(monkeypatch
     try:
         for chunk in (1000, 3, 1):
             monkeypatch.setattr(pipeline, "FRAMES_EVERY_ACCOUNTS", chunk)
-            snapshots[chunk], _ = pipeline.fetch_fleet(fleet, fetched_at=sim.now(), open_terminal=open_terminal)
+            # one terminal at a time: accounts are asked at most two chunks ahead of the frames built
+            snapshots[chunk], _ = pipeline.fetch_fleet(
+                fleet, fetched_at=sim.now(), open_terminal=open_terminal, concurrency=1
+            )
     finally:
         use_in_process_fleet(None)
     whole = snapshots[1000]
