@@ -40,10 +40,25 @@ def _path(source: ExpectedTradesSource, home: Path) -> Path:
     return path if path.is_absolute() else home / path
 
 
+READ_BATCH_ROWS = 100_000
+"""Rows fetched at a time: a bot's table as Python tuples is ~0.6 KB a row, so a million-row table
+is read a batch at a time instead of held whole (~0.6 GB) before it becomes a frame."""
+
+
 def _rows_to_frame(cursor: Any) -> pl.DataFrame:
     """A DB-API cursor's result as a frame (values as the database holds them)."""
     columns = [d[0] for d in cursor.description]
-    return pl.DataFrame(cursor.fetchall(), schema=columns, orient="row", infer_schema_length=None)
+    parts = []
+    while rows := cursor.fetchmany(READ_BATCH_ROWS):
+        parts.append(pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None))
+    if not parts:
+        return pl.DataFrame([], schema=columns, orient="row")
+    try:
+        return pl.concat(parts, how="vertical_relaxed")
+    except pl.exceptions.PolarsError:
+        # batches disagree with no common type (text in one, numbers in another): keep the values as
+        # text, as a single frame of mixed values would, for validation to cast or quarantine
+        return pl.concat([part.select(pl.all().cast(pl.String)) for part in parts])
 
 
 def read_sqlite(source: ExpectedTradesSource, home: Path) -> pl.DataFrame:
