@@ -74,12 +74,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+API_TIMEOUT_SECS = 30.0  # a local SQLite-backed server on 2 busy cores once took over 10 s
+
+
 def api_post(api: str, path: str, body: dict[str, object] | None = None) -> object:
     """POST a JSON body to the server's REST API; the decoded answer (None when empty)."""
     request = urllib.request.Request(
         f"{api}{path}", data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=API_TIMEOUT_SECS) as response:
         raw = response.read()
     return json.loads(raw) if raw else None
 
