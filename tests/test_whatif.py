@@ -169,15 +169,22 @@ WHAT_IFS = [
 ]
 
 
+def _what_if_file(toml: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tolerances file, and a temp folder of the test's own, so the replays' throwaway stores
+    can be seen gone afterwards."""
+    file = tmp_path / "what-if.toml"
+    file.write_text(toml)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    return file
+
+
 @pytest.mark.parametrize("case", WHAT_IFS, ids=lambda c: c.description)
 def test_the_differences_are_exactly_the_recomputed_ones(
     case: WhatIf, recorded: Recorded, live_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    file = tmp_path / "what-if.toml"
-    file.write_text(case.toml)
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    file = _what_if_file(case.toml, tmp_path, monkeypatch)
     before = _table_counts(live_home)
 
     result = runner.invoke(
@@ -204,7 +211,7 @@ def test_the_differences_are_exactly_the_recomputed_ones(
     assert report["cycles"] == CYCLES
     assert sum(r["would_appear"] for r in report["by_account_symbol"]) == len(appear)
     assert _table_counts(live_home) == before, "the live store is untouched"
-    assert list(scratch.iterdir()) == [], "the throwaway stores are removed"
+    assert list((tmp_path / "tmp").iterdir()) == [], "the throwaway stores are removed"
 
 
 def test_the_recomputation_finds_every_slip_it_was_given(recorded: Recorded) -> None:
@@ -277,11 +284,7 @@ MALFORMED = [
 def test_a_malformed_tolerances_file_is_a_clear_usage_error(
     case: Malformed, recorded: Recorded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    file = tmp_path / "what-if.toml"
-    file.write_text(case.toml)
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    file = _what_if_file(case.toml, tmp_path, monkeypatch)
     result = runner.invoke(
         app,
         ["replay", str(recorded.directory), "--tolerances", str(file), "--fleet", str(recorded.fleet_file)],
@@ -290,7 +293,7 @@ def test_a_malformed_tolerances_file_is_a_clear_usage_error(
     assert result.exit_code == 2, result.output
     assert case.message in result.stderr, result.stderr
     assert f"--tolerances {file}" in result.stderr
-    assert list(scratch.iterdir()) == [], "nothing was replayed"
+    assert list((tmp_path / "tmp").iterdir()) == [], "nothing was replayed"
 
 
 def test_diff_of_hand_made_breaks_groups_by_kind_account_and_symbol() -> None:

@@ -272,6 +272,19 @@ def _legend(parts: list[str], entries: Sequence[tuple[str, str, bool]], box: Box
     parts.append('<g class="legend">' + "".join(items) + "</g>")
 
 
+def _finish(
+    parts: list[str], box: Box, *, empty: bool, empty_text: str, legend: Sequence[tuple[str, str, bool]] = ()
+) -> str:
+    """Every chart's ending: the no-data note when there is nothing to draw, a legend when more than
+    one thing is drawn, the closing tag."""
+    if empty:
+        _no_data(parts, box, empty_text)
+    if len(legend) > 1:
+        _legend(parts, legend, box)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def _no_data(parts: list[str], box: Box, text: str) -> None:
     parts.append(
         f'<text x="{_f((box.x0 + box.x1) / 2)}" y="{_f((box.y0 + box.y1) / 2)}" text-anchor="middle" '
@@ -351,14 +364,9 @@ def line_chart(
             f'<path class="mark" d="M{_f(mx)},{_f(my - 6)} L{_f(mx + 5)},{_f(my + 3)} L{_f(mx - 5)},{_f(my + 3)} Z" '
             f'fill="{esc(mark.color)}" stroke="#fff" stroke-width="0.8"><title>{esc(mark.label)}</title></path>'
         )
-    if not values:
-        _no_data(parts, box, empty_text)
     legend = [(s.name, s.color, False) for s in series]
     legend += [(lv.name, lv.color, True) for lv in levels if lv not in beyond]
-    if len(legend) > 1:
-        _legend(parts, legend, box)
-    parts.append("</svg>")
-    return "".join(parts)
+    return _finish(parts, box, empty=not values, empty_text=empty_text, legend=legend)
 
 
 def time_columns(
@@ -401,12 +409,8 @@ def time_columns(
         total = sum(series.values)
         parts.append(f'<g class="series" data-series="{esc(series.name)}" data-total="{total:g}">{"".join(rects)}</g>')
     _frame_lines(parts, box)
-    if top <= 0:
-        _no_data(parts, box, empty_text)
-    if len(bars) > 1:
-        _legend(parts, [(b.name, b.color, False) for b in bars], box)
-    parts.append("</svg>")
-    return "".join(parts)
+    legend = [(b.name, b.color, False) for b in bars]
+    return _finish(parts, box, empty=top <= 0, empty_text=empty_text, legend=legend)
 
 
 def bar_chart(
@@ -456,12 +460,8 @@ def bar_chart(
         )
     parts.append(f'<line x1="{_f(box.x0)}" x2="{_f(box.x1)}" y1="{_f(zero)}" y2="{_f(zero)}" stroke="{_AXIS}"/>')
     _frame_lines(parts, box)
-    if not categories:
-        _no_data(parts, box, empty_text)
-    if len(bars) > 1:
-        _legend(parts, [(b.name, b.color, False) for b in bars], box)
-    parts.append("</svg>")
-    return "".join(parts)
+    legend = [(b.name, b.color, False) for b in bars]
+    return _finish(parts, box, empty=not categories, empty_text=empty_text, legend=legend)
 
 
 def histogram(
@@ -510,7 +510,4 @@ def histogram(
         f"{esc(x_label)}</text>"
     )
     _frame_lines(parts, box)
-    if total == 0:
-        _no_data(parts, box, empty_text)
-    parts.append("</svg>")
-    return "".join(parts)
+    return _finish(parts, box, empty=total == 0, empty_text=empty_text)
