@@ -121,6 +121,11 @@ class FleetConfig(BaseModel):
     deals_lookback_secs: int = Field(default=6 * 3600, gt=0)
     # deals reach back to the bot's oldest open trade, but never further than this
     deals_max_lookback_secs: int = Field(default=7 * 86400, gt=0)
+    # deals already fetched are kept between cycles (mt5recon.deal_cache): a terminal is asked from
+    # its last answer minus this overlap, and for the whole window every `deals_full_refresh_secs`
+    # (0: always the whole window)
+    deals_overlap_secs: int = Field(default=60, ge=0)
+    deals_full_refresh_secs: int = Field(default=3600, ge=0)
 
 
 def resolve_reference(reference: str) -> str:

@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from mt5recon import frames, history
+from mt5recon.deal_cache import Asked, DealCache, DealPolicy
+from mt5recon.fan_out_interpreter import fanning_out
 from mt5recon.fleet import AccountConfig, FleetConfig
-from mt5recon.gc_pause import gc_paused
 from mt5recon.guards import protect
 from mt5recon.guards.cycle import GuardUpdate, advance_guards, changed_rows, scoped_market_rows
 from mt5recon.recon import lifecycle
@@ -82,13 +83,15 @@ def fetch_fleet(
     book: dict[int, breakers.Breaker] | None = None,
     deadline_secs: float | None = None,
     timed: StageTimer = _untimed,
+    deals: DealCache | None = None,
 ) -> tuple[Snapshot, float]:
     """Snapshot every account in parallel (bounded); returns the snapshot and the fetch time in ms.
     `timed(stage)` wraps its two parts (answers: the terminals' calls; frames: building them).
 
     Deals are fetched from the lookback window, or from the bot's oldest open trade when that is
     older (so a netting trade's entry deal, the evidence of its slippage, never slides out of view),
-    capped at `deals_max_lookback_secs`.
+    capped at `deals_max_lookback_secs`. With `deals` (the deals of earlier cycles), a terminal is
+    asked only for what is new and the window is completed from them; `deals` is then updated.
     """
     started = time.perf_counter()
     # the bot's trades say which symbols' specs and quotes to fetch, and how far back deals must go
@@ -96,28 +99,44 @@ def fetch_fleet(
     open_since = earliest_open_by_login(expected_raw) if expected_raw is not None else {}
     window_start = fetched_at - timedelta(seconds=fleet.deals_lookback_secs)
     oldest_allowed = fetched_at - timedelta(seconds=fleet.deals_max_lookback_secs)
-    requests = [
-        (
-            account,
-            FetchRequest(
-                login=account.login,
-                fetched_at=fetched_at,
-                deals_from=max(oldest_allowed, min(window_start, open_since.get(account.login, window_start))),
-                server_offset_secs=account.server_offset_secs,
-                extra_symbols=tuple(sorted(set(account.watch_symbols) | set(expected_symbols.get(account.login, ())))),
-            ),
+    policy = DealPolicy(overlap_secs=fleet.deals_overlap_secs, full_refresh_secs=fleet.deals_full_refresh_secs)
+    requests = []
+    for account in fleet.accounts:
+        deals_from = max(oldest_allowed, min(window_start, open_since.get(account.login, window_start)))
+        since = (
+            deals.since(account.login, deals_from, fetched_at, account.server_offset_secs, policy) if deals else None
         )
-        for account in fleet.accounts
-    ]
+        request = FetchRequest(
+            login=account.login,
+            fetched_at=fetched_at,
+            deals_from=deals_from,
+            server_offset_secs=account.server_offset_secs,
+            extra_symbols=tuple(sorted(set(account.watch_symbols) | set(expected_symbols.get(account.login, ())))),
+            deals_since=since,
+        )
+        requests.append((account, request))
     book = book or {}
     # a terminal whose breaker is open is not called: its accounts are failed snapshots (never flat)
     resting = [(a, r) for a, r in requests if not breakers.allows(book.get(a.login, breakers.Breaker()), fetched_at)]
     calling = [(a, r) for a, r in requests if breakers.allows(book.get(a.login, breakers.Breaker()), fetched_at)]
     parts = [_circuit_open(r, book[a.login]) for a, r in resting]
     if calling:
-        with gc_paused():  # millions of answer tuples, no reference cycles among them
+        with fanning_out():  # millions of answer tuples; dozens of threads on one interpreter lock
             parts += _fan_out(calling, open_terminal, concurrency, deadline_secs, timed)
-    return Snapshot.concat(parts), (time.perf_counter() - started) * 1000
+    snapshot = Snapshot.concat(parts)
+    if deals is not None:
+        snapshot = deals.absorb(snapshot, [_asked(r) for _, r in requests])
+    return snapshot, (time.perf_counter() - started) * 1000
+
+
+def _asked(request: FetchRequest) -> Asked:
+    return Asked(
+        login=request.login,
+        fetched_at=request.fetched_at,
+        window_from=request.deals_from,
+        since=request.deals_since,
+        server_offset_secs=request.server_offset_secs,
+    )
 
 
 FRAMES_EVERY_ACCOUNTS = 256
@@ -186,9 +205,11 @@ def fetch_with_breakers(
     concurrency: int = 16,
     deadline_secs: float | None = None,
     timed: StageTimer = _untimed,
+    deals: DealCache | None = None,
 ) -> tuple[Snapshot, float, dict[int, breakers.Breaker]]:
     """The fetch, each called terminal's breaker moved by it, and the health rows showing the new
-    breaker states: (snapshot, fetch ms, the breaker book for the next cycle)."""
+    breaker states: (snapshot, fetch ms, the breaker book for the next cycle). `deals`: see
+    `fetch_fleet`."""
     snapshot, fetch_ms = fetch_fleet(
         fleet,
         fetched_at=fetched_at,
@@ -198,6 +219,7 @@ def fetch_with_breakers(
         book=book,
         deadline_secs=deadline_secs,
         timed=timed,
+        deals=deals,
     )
     book = advance_breakers(book, snapshot, fleet, at=fetched_at)
     return replace(snapshot, health=with_breaker_states(snapshot.health, book, fetched_at)), fetch_ms, book

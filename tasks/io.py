@@ -11,6 +11,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mt5recon import pipeline
+from mt5recon.deal_cache import load as load_deals
+from mt5recon.deal_cache import save as save_deals
 from mt5recon.fleet import FleetConfig
 from mt5recon.guards.protect import execute_closes
 from mt5recon.snapshot import Snapshot
@@ -52,10 +54,13 @@ def fetch_snapshots(
     expected_raw: pl.DataFrame,
     concurrency: int,
     breaker_book: Path,
+    deal_cache: Path,
 ) -> tuple[Snapshot, float]:
     """Fan-out over terminals happens inside (one task per cycle, not per account); a failing
     terminal is recorded as that account's failure rather than retried here, and its circuit
-    breaker (kept in `breaker_book` between runs) decides whether the next cycles call it."""
+    breaker (kept in `breaker_book` between runs) decides whether the next cycles call it.
+    Earlier cycles' deals (`deal_cache`, a file between runs) narrow each deals call to what is new."""
+    deals = load_deals(deal_cache)
     snapshot, fetch_ms, book = pipeline.fetch_with_breakers(
         fleet,
         fetched_at=fetched_at,
@@ -64,8 +69,10 @@ def fetch_snapshots(
         book=load_book(breaker_book),
         concurrency=concurrency,
         deadline_secs=fleet.fetch_deadline_secs,
+        deals=deals,
     )
     save_book(breaker_book, book)
+    save_deals(deal_cache, deals)
     return snapshot, fetch_ms
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import gc
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from store_catalogs import CATALOGS, catalog_config
 
-from mt5recon.gc_pause import gc_paused
 from mt5recon.store import instances
 from mt5recon.store.lake import Store, StoreConfig, open_reader
 from mt5recon.store.samples import sample_cycle
@@ -60,25 +57,3 @@ def test_a_reader_open_during_a_commit_gets_a_database_of_its_own(config: StoreC
             open_reader(config).execute("DELETE FROM cycles")
         store.commit_cycle("c2", sample_cycle("c2"), {})
         assert store.connection.execute("SELECT count(DISTINCT cycle_id) FROM cycles").fetchall() == [(2,)]
-
-
-def test_gc_pauses_nest_and_the_last_one_out_switches_it_back() -> None:
-    assert gc.isenabled()
-    entered, leave = threading.Event(), threading.Event()
-
-    def other() -> None:
-        with gc_paused():
-            entered.set()
-            leave.wait()
-
-    thread = threading.Thread(target=other)
-    with gc_paused():
-        thread.start()
-        entered.wait()
-        with gc_paused():
-            assert not gc.isenabled()
-        assert not gc.isenabled(), "still inside the outer block"
-    assert not gc.isenabled(), "the other thread is still inside its block"
-    leave.set()
-    thread.join()
-    assert gc.isenabled()

@@ -318,9 +318,7 @@ def _breaks_section(data: ReportData) -> str:
         x_range=_x_range(data),
         y_label="breaks",
     )
-    busy = frame.filter((pl.col("opened") > 0) | (pl.col("resolved") > 0)).with_columns(
-        (pl.lit(data.period.since) + pl.duration(seconds=pl.col("bucket") * data.bucket_secs)).alias("start")
-    )
+    busy = frame.filter((pl.col("opened") > 0) | (pl.col("resolved") > 0)).with_columns(_bucket_start(data))
     what = (
         f"From the audit log (<code>break_events</code>), per {esc(format_duration(data.bucket_secs))}: breaks "
         "opened (re-opened ones included) and resolved. Pending sightings that were never confirmed are not "
@@ -344,6 +342,11 @@ def _breaks_section(data: ReportData) -> str:
         f"{table(busy, bucket_columns, order='earliest first')}"
         f"<h3>By kind</h3>{table(data.break_kinds, kind_columns, order='most opened first')}</section>"
     )
+
+
+def _bucket_start(data: ReportData) -> pl.Expr:
+    """When each row's bucket starts (the tables under the time charts)."""
+    return (pl.lit(data.period.since) + pl.duration(seconds=pl.col("bucket") * data.bucket_secs)).alias("start")
 
 
 def _health_section(data: ReportData) -> str:
@@ -383,9 +386,7 @@ def _health_section(data: ReportData) -> str:
         | (pl.col("disconnected") > 0)
         | (pl.col("breaker_open") > 0)
         | (pl.col("breaker_half_open") > 0)
-    ).with_columns(
-        (pl.lit(data.period.since) + pl.duration(seconds=pl.col("bucket") * data.bucket_secs)).alias("start")
-    )
+    ).with_columns(_bucket_start(data))
     bucket_columns = [
         Column("bucket start (UTC)", "start", _when),
         Column("polls", "polls", _int, True),

@@ -77,3 +77,9 @@ def lease(extension_dir: Path, names: list[str], alias: str) -> tuple[duckdb.Duc
         fresh.close()
         raise
     return fresh, lambda: None
+
+
+def cursor(extension_dir: Path, names: list[str]) -> duckdb.DuckDBPyConnection:
+    """A connection to the process's database with `names` loaded, for work that attaches
+    nothing (scanning a file); close it when done."""
+    return _loaded_for(extension_dir, names).base.cursor()

@@ -43,6 +43,8 @@ class FetchRequest:
     deals_from: datetime
     server_offset_secs: int = 0
     extra_symbols: tuple[str, ...] = ()
+    # where the deals call starts when earlier cycles' deals already cover the window's start
+    deals_since: datetime | None = None
 
 
 def _time_expr(column: str) -> pl.Expr:
@@ -186,10 +188,11 @@ def fetch_records(api: MT5Api, request: FetchRequest) -> Fetched:
         got.positions = call("positions_get", api.positions_get())
         got.orders = call("orders_get", api.orders_get())
         offset = request.server_offset_secs
+        deals_from = request.deals_since or request.deals_from
         got.deals = call(
             "history_deals_get",
             api.history_deals_get(
-                int(request.deals_from.timestamp()) + offset, int(request.fetched_at.timestamp()) + offset + 60
+                int(deals_from.timestamp()) + offset, int(request.fetched_at.timestamp()) + offset + 60
             ),
         )
         symbols = _symbols_of(got.positions or (), got.orders or (), request.extra_symbols)

@@ -1,0 +1,199 @@
+"""Deals kept between cycles: a terminal is asked only for what is new, and every snapshot still
+holds the whole window, the frame a full fetch gives."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from sim_cycle import sim_fleet_config
+
+from mt5recon import deal_cache, pipeline
+from mt5recon.deal_cache import DealCache, DealPolicy, Span
+from mt5recon.fleet import AccountConfig
+from mt5recon.terminal.api import MT5Api
+from mt5recon.terminal.factory import open_terminal
+from mt5recon.terminal.sim_host import use_in_process_fleet
+from mt5recon.terminal.simulator.clock import SimClock
+from mt5recon.terminal.simulator.config import ScenarioRates
+from mt5recon.terminal.simulator.fleet import DEFAULT_START, SimFleet
+
+T0 = datetime(2026, 11, 21, 12, tzinfo=UTC)
+SPAN = Span(covered_from=T0 - timedelta(hours=6), covered_to=T0, server_offset_secs=7200, refreshed_at=T0)
+
+
+HOUR = 3600
+
+
+def _at(secs: int) -> datetime:
+    return T0 + timedelta(seconds=secs)
+
+
+# times are seconds from T0; the kept span covers T0 - 6 h .. T0, last fetched whole at T0
+@pytest.mark.parametrize(
+    ("description", "kept", "window_from", "fetched_at", "offset", "refresh_secs", "expected"),
+    [
+        ("no deals kept for the account",                          False, -6 * HOUR,      10,   7200, HOUR, None),
+        ("the next cycle asks from the last answer minus the overlap", True, -6 * HOUR + 10, 10, 7200, HOUR, -60),
+        ("a window starting after the overlap starts where the window does", True, -5,   10,   7200, HOUR, -5),
+        ("a window reaching further back than the kept deals",     True,  -7 * HOUR,      10,   7200, HOUR, None),
+        ("the server clock's offset changed",                      True,  -6 * HOUR,      10,   3600, HOUR, None),
+        ("the whole window is due again",                          True,  -5 * HOUR,      HOUR, 7200, HOUR, None),
+        ("a clock that went backwards",                            True,  -6 * HOUR,      -1,   7200, HOUR, None),
+        ("caching switched off",                                   True,  -6 * HOUR,      10,   7200, 0,    None),
+    ],
+)  # fmt: skip
+def test_where_a_deals_call_starts(
+    description: str,
+    kept: bool,
+    window_from: int,
+    fetched_at: int,
+    offset: int,
+    refresh_secs: int,
+    expected: int | None,
+) -> None:
+    cache = DealCache(spans={5001: SPAN} if kept else {})
+    policy = DealPolicy(overlap_secs=60, full_refresh_secs=refresh_secs)
+    since = cache.since(5001, _at(window_from), _at(fetched_at), offset, policy)
+    assert since == (None if expected is None else _at(expected)), description
+
+
+class CountedDeals:
+    """Adds up the deals each terminal sends."""
+
+    def __init__(self, api: MT5Api, sent: list[int]) -> None:
+        self._api, self._sent = api, sent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
+
+    def history_deals_get(self, *args: Any, **kwargs: Any) -> Any:
+        deals = self._api.history_deals_get(*args, **kwargs)
+        self._sent.append(len(deals or ()))
+        return deals
+
+
+def test_forty_cycles_of_a_trading_fleet_give_the_full_fetch_window_every_cycle(tmp_path: Path) -> None:
+    """Bots trading, scenarios booking deposits, manual trades and stop-outs, a server clock two
+    hours ahead, the window sliding and one account's deals call failing now and then: each
+    cycle's deals frame equals the full fetch's, the cache going through its file every cycle."""
+    rates = replace(
+        ScenarioRates(), manual_trade_per_hour=20.0, deposit_per_hour=20.0, stop_out_per_hour=5.0,
+        disconnect_per_hour=0.0, timeout_per_hour=0.0, none_snapshot_per_hour=0.0, malformed_per_hour=0.0,
+    )  # fmt: skip
+    sim = SimFleet.demo(seed=11, clock=SimClock(DEFAULT_START), accounts=6, rates=rates, server_offset_secs=7200)
+    fleet = sim_fleet_config(sim, server_offset_secs=7200).model_copy(update={"deals_lookback_secs": 1800})
+    file = tmp_path / "state" / "deals-test.parquet"
+    sent = {"cached": [], "full": []}
+
+    def opener(kind: str) -> pipeline.TerminalOpener:
+        def open_counted(account: AccountConfig) -> MT5Api:
+            return CountedDeals(open_terminal(account), sent[kind])  # type: ignore[return-value]
+
+        return open_counted
+
+    use_in_process_fleet(sim)
+    try:
+        for cycle in range(40):
+            sim.clock.advance(10.0)
+            at, expected = sim.now(), sim.expected_trades()
+            if cycle % 7 == 3:
+                sim.account(5002).fail_snapshot(calls=1, methods={"history_deals_get"})
+            cache = deal_cache.load(file)
+            cached, _ = pipeline.fetch_fleet(
+                fleet, fetched_at=at, open_terminal=opener("cached"), expected_raw=expected, deals=cache
+            )
+            deal_cache.save(file, cache)
+            full, _ = pipeline.fetch_fleet(fleet, fetched_at=at, open_terminal=opener("full"), expected_raw=expected)
+            answered = cached.accounts.filter(pl.col("deals_ok"))["login"]
+            if cycle % 7 == 3:
+                assert 5002 not in answered.to_list(), "the failed deals call is reported failed, never empty"
+            mine = full.deals.filter(pl.col("login").is_in(answered.implode()))
+            assert cached.deals.equals(mine), f"cycle {cycle}: the window whole, in the order a full fetch gives it"
+    finally:
+        use_in_process_fleet(None)
+    assert sum(sent["cached"]) * 5 < sum(sent["full"]), (
+        f"deals sent: cached {sum(sent['cached'])}, full {sum(sent['full'])}"
+    )
+
+
+def test_an_unreadable_or_foreign_file_is_an_empty_cache(tmp_path: Path) -> None:
+    garbage = tmp_path / "deals.parquet"
+    garbage.write_bytes(b"not parquet")
+    assert deal_cache.load(garbage).spans == {}
+    pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "foreign.parquet")
+    assert deal_cache.load(tmp_path / "foreign.parquet").spans == {}
+    assert deal_cache.load(tmp_path / "missing.parquet").spans == {}
+
+
+def test_an_account_with_a_deal_lacking_a_ticket_is_fetched_whole_next_time() -> None:
+    from mt5recon import frames
+    from mt5recon.snapshot import Snapshot
+
+    deals = frames.empty("deals").vstack(
+        pl.DataFrame(
+            {"login": [5001, 5002], "fetched_at": [T0, T0], "ticket": [None, 7], "time": [T0, T0], "time_msc": [T0, T0]}
+        ).select(
+            [
+                (pl.col(c) if c in ("login", "fetched_at", "ticket", "time", "time_msc") else pl.lit(None))
+                .cast(d)
+                .alias(c)
+                for c, d in frames.DEALS.items()
+            ]
+        )
+    )
+    accounts = frames.empty("accounts").vstack(
+        pl.DataFrame({"login": [5001, 5002], "deals_ok": [True, True]}).select(
+            [
+                (pl.col(c) if c in ("login", "deals_ok") else pl.lit(None)).cast(d).alias(c)
+                for c, d in frames.ACCOUNTS.items()
+            ]
+        )
+    )
+    cache = DealCache()
+    asked = [deal_cache.Asked(login, T0, T0 - timedelta(hours=6), None, 0) for login in (5001, 5002)]
+    cache.absorb(Snapshot(accounts=accounts, deals=deals), asked)
+    assert set(cache.spans) == {5002}, "the malformed account keeps nothing"
+    assert cache.deals["login"].to_list() == [5002]
+
+
+def _cancel_deal(sim: SimFleet, login: int, ticket: int) -> None:
+    """The broker takes a booked deal back (a correction)."""
+    book = sim.account(login).book
+    index = next(i for i, deal in enumerate(book.deals) if deal.ticket == ticket)
+    deal = book.deals.pop(index)
+    book.deal_times.pop(index)
+    by_position = book.deals_by_position.get(deal.position_id, [])
+    if deal in by_position:
+        by_position.remove(deal)
+
+
+def test_a_deal_taken_back_leaves_the_window_at_once_inside_the_overlap_and_by_the_next_full_fetch_before_it() -> None:
+    sim = SimFleet.demo(seed=5, clock=SimClock(DEFAULT_START), accounts=2, rates=ScenarioRates.zero())
+    fleet = sim_fleet_config(sim).model_copy(update={"deals_full_refresh_secs": 600, "deals_overlap_secs": 60})
+    cache = DealCache()
+    use_in_process_fleet(sim)
+
+    def tickets() -> list[int]:
+        snapshot, _ = pipeline.fetch_fleet(fleet, fetched_at=sim.now(), open_terminal=open_terminal, deals=cache)
+        return snapshot.deals.filter(pl.col("login") == 5001)["ticket"].to_list()
+
+    try:
+        old = tickets()[0]  # the window's oldest deal, well before the overlap
+        sim.clock.advance(10.0)
+        recent = sim.account(5001).deposit(100.0)
+        assert recent in tickets()
+        sim.clock.advance(10.0)
+        _cancel_deal(sim, 5001, recent)
+        _cancel_deal(sim, 5001, old)
+        seen = tickets()
+        assert recent not in seen, "inside the overlap the terminal is asked again: the deal is gone"
+        assert old in seen, "before the overlap the kept deal stays until the account is fetched whole"
+        sim.clock.advance(600.0)
+        assert old not in tickets(), "the full fetch every deals_full_refresh_secs drops it"
+    finally:
+        use_in_process_fleet(None)
