@@ -29,10 +29,8 @@ import importlib
 import json
 import math
 import os
-import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +38,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,28 +83,6 @@ def say(line: str) -> None:
 # ---------------------------------------------------------------- set-up
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` ports free now, below the ephemeral range, so that no outgoing connection of this busy
-    machine takes one before the terminal host binds it (ports handed out by port 0 would be in it)."""
-    low = 32768
-    with suppress(OSError, ValueError):
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    ports: list[int] = []
-    port = random.randint(10_000, max(10_001, low - 4 * count - 2_000))
-    while len(ports) < count:
-        if port >= low:
-            raise RuntimeError(f"not enough free ports below {low} for {count} terminals")
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                port += 1
-                continue
-        ports.append(port)
-        port += 1
-    return ports
-
-
 def _sub_once(pattern: str, replacement: str, text: str) -> str:
     new, count = re.subn(pattern, replacement, text, count=1, flags=re.MULTILINE)
     if count != 1:
@@ -118,6 +94,7 @@ def write_fleet(path: Path, accounts: int, seed: int) -> Path:
     """The demo fleet file (tolerances, breaks, guards, the bot's SQLite database) with `accounts`
     simulated terminals, each on its own bridge port, as `mt5recon sim serve` hosts them."""
     from mt5recon.fleet import demo_fleet_path, load_fleet
+    from mt5recon.terminal.ports import free_ports
     from mt5recon.terminal.simulator.fleet import demo_accounts
 
     head = demo_fleet_path().read_text().split("[[accounts]]", 1)[0]
@@ -601,8 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--prefetch",
         type=float,
-        default=5.0,
-        help="PREFECT_WORKER_PREFETCH_SECONDS: a worker starts a run's process this early (default 5, as the "
+        default=10.0,
+        help="PREFECT_WORKER_PREFETCH_SECONDS: a worker starts a run's process this early (default 10, as the "
         "project file's header says); the run holds its shard's slot from then on",
     )
     args = parser.parse_args(argv)

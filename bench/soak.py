@@ -56,6 +56,7 @@ from mt5recon.pipeline import cycle_id_for
 from mt5recon.serving import DEPLOYMENT
 from mt5recon.settings import Settings
 from mt5recon.store.lake import StoreConfig, open_reader
+from mt5recon.terminal.ports import free_ports, on_free_ports
 
 LOOPBACK = "127.0.0.1"
 RECONCILE_FLOW = "reconcile"
@@ -73,16 +74,9 @@ ENV_SET = ("MT5RECON_HOME", "MT5RECON_FLEET", "MT5RECON_PREFECT_HOST", "MT5RECON
 # ---------------------------------------------------------------- small helpers
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
 def fleet_on_free_ports(path: Path) -> Path:
     """The demo fleet with every bridge port replaced by a free one."""
-    text = re.sub(r"port = \d+", lambda _: f"port = {free_port()}", demo_fleet_path().read_text())
-    path.write_text(text)
+    path.write_text(on_free_ports(demo_fleet_path().read_text()))
     return path
 
 
@@ -893,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(machine_lines()))
     print(f"prefect: {version('prefect')}, duckdb: {version('duckdb')}")
 
-    port = args.port or free_port()
+    port = args.port or free_ports(1)[0]
     if port_open(port):
         print(f"port {port} is already in use: pick another --port")
         return 2

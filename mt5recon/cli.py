@@ -6,6 +6,8 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -20,13 +22,26 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(bridge_app, name="bridge")
 
 
+@contextmanager
+def _bridge_ports_free() -> Iterator[None]:
+    """A simulated fleet's bridge port held by another program is the user's to fix: say which, exit 2."""
+    from mt5recon.terminal.sim_host import BridgePortBusy
+
+    try:
+        yield
+    except BridgePortBusy as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
 @app.command()
 def up(fleet: FleetOption = None, home: HomeOption = None) -> None:
     """Run the 10-second reconciliation: local Prefect server + UI on 127.0.0.1:4200, until Ctrl-C."""
     from mt5recon.local import run_local
 
     try:
-        run_local(settings_for(fleet, home))
+        with _bridge_ports_free():
+            run_local(settings_for(fleet, home))
     except KeyboardInterrupt:
         typer.echo("stopped")
 
@@ -46,7 +61,7 @@ def cycle(fleet: FleetOption = None, home: HomeOption = None) -> None:
     from mt5recon.fleet import load_fleet
     from mt5recon.terminal.sim_host import hosted_fleet
 
-    with hosted_fleet(load_fleet(settings.fleet), settings.resolved_home()):
+    with _bridge_ports_free(), hosted_fleet(load_fleet(settings.fleet), settings.resolved_home()):
         summary = asyncio.run(reconcile_fleet())
     typer.echo(_format_summary(summary) if isinstance(summary, dict) else f"cycle not run: {summary.message}")
 
@@ -98,7 +113,7 @@ def record(
     from mt5recon import recordings
 
     settings = settings_for(fleet, home)
-    with recordings.progress_bar("recording") as progress:
+    with _bridge_ports_free(), recordings.progress_bar("recording") as progress:
         done = recordings.record(
             settings,
             directory,
@@ -259,7 +274,7 @@ def sim_serve(fleet: FleetOption = None, home: HomeOption = None) -> None:
     from mt5recon.terminal.sim_host import hosted_fleet
 
     settings = settings_for(fleet, home)
-    with hosted_fleet(load_fleet(settings.fleet), settings.resolved_home()) as host:
+    with _bridge_ports_free(), hosted_fleet(load_fleet(settings.fleet), settings.resolved_home()) as host:
         typer.echo(f"simulated fleet on {host.describe()}; Ctrl-C stops")
         try:
             while True:

@@ -8,7 +8,6 @@ Nothing here writes to the live store.
 
 from __future__ import annotations
 
-import errno
 import itertools
 import tempfile
 import threading
@@ -32,7 +31,7 @@ from mt5recon.sources import read_expected_trades
 from mt5recon.store.lake import CommitResult, Store, StoreConfig
 from mt5recon.terminal.factory import open_terminal
 from mt5recon.terminal.recording import Replay, record_cycle
-from mt5recon.terminal.sim_host import hosted_fleet
+from mt5recon.terminal.sim_host import hosted_fleet, served_elsewhere
 from mt5recon.tolerances import BreakPolicy, Tolerances
 
 # progress(done, total, what): called after each recorded or replayed cycle
@@ -57,13 +56,10 @@ def record(
     fleet = load_fleet(settings.fleet)
     home = settings.resolved_home()
     with ExitStack() as stack:
-        try:
-            stack.enter_context(hosted_fleet(fleet, home))
-        except OSError as error:
-            if error.errno != errno.EADDRINUSE:
-                raise
-            # `mt5recon up` or `sim serve` already hosts the simulated fleet: record what it serves
+        if served_elsewhere(fleet):  # `mt5recon up` or `sim serve` hosts it: record what it serves
             note("the simulated fleet's bridge ports are already served (`up` or `sim serve`?): recording from them")
+        else:
+            stack.enter_context(hosted_fleet(fleet, home))
         for number in range(1, cycles + 1):
             started = time.monotonic()
             fetched_at = record_once(fleet, home, directory, settings.fetch_concurrency, settings.store_config())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import multiprocessing
-import socket
 import threading
 import typing
 from collections import namedtuple
@@ -34,6 +33,7 @@ from mt5recon.terminal.constants import (
     TRADE_ACTION_DEAL,
     TRADE_RETCODE_DONE,
 )
+from mt5recon.terminal.ports import free_ports
 
 HOST = "127.0.0.1"
 BLOCKING_SYMBOL = "BLOCK"
@@ -167,12 +167,6 @@ def _start_child(ctx: Any, port: int, entered: Any) -> tuple[Any, int]:
         proc.kill()
         pytest.fail("the bridge subprocess did not start")
     return proc, receiver.recv()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -340,7 +334,7 @@ def test_hosted_object_must_look_like_mt5() -> None:
 
 
 def test_no_server_means_connect_failure_not_an_exception() -> None:
-    terminal = BridgeTerminal(HOST, _free_port(), connect_timeout_secs=1.0, call_timeout_secs=1.0)
+    terminal = BridgeTerminal(HOST, free_ports(1)[0], connect_timeout_secs=1.0, call_timeout_secs=1.0)
     assert terminal.initialize() is False
     assert terminal.positions_get() is None
     assert terminal.last_error()[0] == RES_E_INTERNAL_FAIL_CONNECT

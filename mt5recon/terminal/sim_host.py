@@ -8,6 +8,8 @@ the pipeline itself only ever talks to bridges, exactly as with real terminals.
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +49,37 @@ def use_in_process_fleet(fleet: SimFleet | None) -> None:
             _in_process.append(fleet)
 
 
+class BridgePortBusy(RuntimeError):
+    """A bridge port of the simulated fleet is held by another program: hosting elsewhere or
+    talking to whatever holds it would mix worlds, so nothing is hosted."""
+
+    def __init__(self, login: int, host: str, port: int) -> None:
+        super().__init__(
+            f"account {login}: bridge port {host}:{port} is already in use by another program; "
+            "free it or give the account another port in the fleet file"
+        )
+        self.login, self.host, self.port = login, host, port
+
+
+def _bridge_endpoints(fleet: FleetConfig) -> list[tuple[int, str, int]]:
+    return [(a.login, a.connector.host, a.connector.port) for a in fleet.accounts if a.connector.kind == "bridge"]
+
+
+def _listening(host: str, port: int, timeout_secs: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_secs):
+            return True
+    except OSError:
+        return False
+
+
+def served_elsewhere(fleet: FleetConfig) -> bool:
+    """Every bridge port of the simulated fleet already accepts connections (`up` or `sim serve`
+    hosts it). One port taken while others are free is not that: it is a clash."""
+    endpoints = _bridge_endpoints(fleet)
+    return fleet.simulator.enabled and bool(endpoints) and all(_listening(h, p) for _, h, p in endpoints)
+
+
 @dataclass
 class SimHost:
     sim: SimFleet | None = None
@@ -84,13 +117,17 @@ def hosted_fleet(fleet: FleetConfig, home: Path) -> Iterator[SimHost]:
     stop = threading.Event()
     writer: threading.Thread | None = None
     try:
-        for account in fleet.accounts:
-            if account.connector.kind == "bridge":
-                session = SessionTerminal(_sim_terminal(sim, account.login), policy=fleet.reconnect, clock=sim.now_s)
-                server = serve_bridge(session, account.connector.host, account.connector.port)
-                host.servers.append(server)
-                host.sessions.append(session)
-                host.endpoints.append(f"{account.login}@{account.connector.host}:{account.connector.port}")
+        for login, address, port in _bridge_endpoints(fleet):
+            session = SessionTerminal(_sim_terminal(sim, login), policy=fleet.reconnect, clock=sim.now_s)
+            host.sessions.append(session)
+            try:
+                server = serve_bridge(session, address, port)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise BridgePortBusy(login, address, port) from error
+                raise
+            host.servers.append(server)
+            host.endpoints.append(f"{login}@{address}:{port}")
         if fleet.expected_trades.kind == "sqlite" and fleet.expected_trades.path:
             target = Path(fleet.expected_trades.path)
             target = target if target.is_absolute() else home / target
