@@ -6,16 +6,17 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from prefect.states import Cancelled
 
 import schemas
 from mt5recon import pipeline
 from mt5recon.fleet import load_fleet
-from mt5recon.serving import start_delay_secs
+from mt5recon.serving import another_run_running, start_delay_secs
 from mt5recon.settings import Settings
 from mt5recon.sharding import shard_expected_trades, shard_fleet, shard_scope
 from mt5recon.terminal.factory import open_terminal
@@ -32,10 +33,19 @@ def breaker_book(home: Path, fleet_name: str) -> Path:
     return home / "state" / f"breakers-{fleet_name}.json"
 
 
+def deal_cache(home: Path, fleet_name: str) -> Path:
+    """Where earlier cycles' deals are kept between runs (one file per fleet or shard)."""
+    return home / "state" / f"deals-{fleet_name}.parquet"
+
+
 def _scheduled_time() -> datetime:
     """The run's scheduled start (stable across retries of the run), else now."""
     scheduled = flow_run.scheduled_start_time
     return datetime.fromtimestamp(scheduled.timestamp(), UTC) if scheduled else datetime.now(UTC)
+
+
+def _uuid(value: str | None) -> UUID | None:
+    return UUID(value) if value else None
 
 
 @flow(name="reconcile", log_prints=False)
@@ -54,6 +64,10 @@ async def reconcile_fleet(fleet_file: str | None = None, shard: int = 0, shards:
         message = f"started {delay:.1f} s after its scheduled time: a snapshot of the past is worthless"
         get_run_logger().warning("cycle %s cancelled: %s", cycle_id, message)
         return Cancelled(message=message)
+    if await another_run_running(_uuid(deployment.id), _uuid(flow_run.id)):  # an overrun: never two at once
+        message = "the previous cycle is still running: this one is skipped, never run beside it"
+        get_run_logger().warning("cycle %s cancelled: %s", cycle_id, message)
+        return Cancelled(message=message)
     store = settings.store_config()
 
     expected_raw = shard_expected_trades(load_expected_trades(fleet, home, store), scope)
@@ -64,6 +78,7 @@ async def reconcile_fleet(fleet_file: str | None = None, shard: int = 0, shards:
         expected_raw,
         settings.fetch_concurrency,
         breaker_book(home, fleet.name),
+        deal_cache(home, fleet.name),
     )
     validated, result, reconcile_ms = reconcile(snapshot, expected_raw, fleet, started_at, datetime.now(UTC))
     stored = load_state(store, *pipeline.break_state_keys(fleet, result), scope)

@@ -7,6 +7,7 @@ import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import cast
+from uuid import UUID
 
 from mt5recon.settings import Settings
 
@@ -14,6 +15,12 @@ log = logging.getLogger(__name__)
 
 DEPLOYMENT = "every-10s"
 HOUSEKEEPING_DEPLOYMENT = "hourly"
+# The cycle deployment's concurrency slots: the running cycle's, and one for the next run, whose
+# process starts a prefetch (one interval) early and claims its slot then. With a single slot that
+# claim collides with the running cycle whenever start-up + cycle exceed the interval, and
+# CANCEL_NEW cancels a healthy run. Two cycles never run at once: a run that begins while
+# another of its deployment is still running cancels itself (`another_run_running`).
+CYCLE_SLOTS = 2
 
 
 def serve_deployments(settings: Settings) -> None:
@@ -26,14 +33,16 @@ def serve_deployments(settings: Settings) -> None:
     from flows.reconcile import reconcile_fleet
 
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+    # one cycle running and the next one's process starting: see `CYCLE_SLOTS`
+    cycle_slots = ConcurrencyLimitConfig(limit=CYCLE_SLOTS, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
 
     deployment = cast(
         RunnerDeployment,
         reconcile_fleet.to_deployment(
             name=DEPLOYMENT,
             interval=timedelta(seconds=settings.interval_secs),
-            # a cycle that overruns cancels the next one instead of queueing a backlog
-            concurrency_limit=one_at_a_time,
+            # runs beyond the two slots are cancelled instead of queueing a backlog
+            concurrency_limit=cycle_slots,
             description="Reconcile the whole fleet every 10 seconds",
         ),
     )
@@ -50,9 +59,8 @@ def serve_deployments(settings: Settings) -> None:
         ),
     )
     # The runner starts a run's process `prefetch` seconds early and the server holds it until its
-    # time: that hides Python start-up and makes runs punctual. It must stay shorter than the gap
-    # between one cycle's end and the next start, or the early claim collides with the running
-    # cycle's concurrency slot and CANCEL_NEW cancels a healthy run.
+    # time: that hides Python start-up (imports alone take 3-10 s, depending on the machine) and
+    # makes runs punctual. The early process takes a concurrency slot from then on.
     serve(deployment, housekeeping, prefetch_seconds=settings.prefetch_secs)
 
 
@@ -105,6 +113,35 @@ def start_late_run_reaper(grace_secs: float, every_secs: float, stop: threading.
     thread = threading.Thread(target=reap, name="late-run-reaper", daemon=True)
     thread.start()
     return thread
+
+
+async def another_run_running(deployment_id: UUID | None, flow_run_id: UUID | None) -> bool:
+    """Another run of the same deployment is in the Running state (an ad-hoc run has no deployment:
+    nothing to overlap with)."""
+    if deployment_id is None:
+        return False
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    others = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
+        id=FlowRunFilterId(not_any_=[flow_run_id] if flow_run_id else []),
+    )
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=others,
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            limit=1,
+        )
+    return bool(runs)
 
 
 def start_delay_secs(scheduled_at: datetime, started_at: datetime) -> float:

@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     prefect_port: int = 4200
     interval_secs: float = Field(default=10.0, gt=0)
     housekeeping_interval_secs: float = Field(default=3600.0, gt=0, description="store housekeeping cadence")
-    prefetch_secs: float = Field(default=5.0, ge=0, description="start a run's process this early (hides start-up)")
+    prefetch_secs: float = Field(
+        default=10.0, ge=0, description="start a run's process this early (hides Python's start-up, 3-10 s)"
+    )
     max_start_delay_secs: float = Field(
         default=5.0,
         gt=0,

@@ -160,11 +160,51 @@ def test_the_shard_deployments_cover_every_shard_once() -> None:
     assert {p["shards"] for p in shards} == {len(shards)}
 
 
-def test_prefect_yaml_schedule_is_ten_seconds_with_cancel_new() -> None:
-    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    reconcile = next(d for d in config["deployments"] if d["entrypoint"].endswith(":reconcile_fleet"))
-    assert reconcile["schedules"][0]["interval"] == 10
-    assert reconcile["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+@pytest.mark.parametrize("project_file", ["prefect.yaml", "prefect.sharded.yaml"])
+def test_cycle_deployments_run_every_ten_seconds_with_the_served_slots(project_file: str) -> None:
+    """Production deployments take the same concurrency slots as `up` serves: the cycle and the next
+    run's early process; more are cancelled, never queued."""
+    from mt5recon.serving import CYCLE_SLOTS
+
+    config = yaml.safe_load((ROOT / project_file).read_text())
+    cycles = [d for d in config["deployments"] if d["entrypoint"].endswith(":reconcile_fleet")]
+    assert cycles
+    for reconcile in cycles:
+        assert reconcile["schedules"][0]["interval"] == 10
+        assert reconcile["concurrency_limit"] == {"limit": CYCLE_SLOTS, "collision_strategy": "CANCEL_NEW"}
+
+
+def test_a_run_that_begins_while_its_deployment_still_runs_a_cycle_cancels_itself(
+    prefect_api: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two slots let the next run's process start early; they never let two cycles run at once."""
+    from prefect import get_client
+    from prefect.flow_engine import run_flow_async
+    from prefect.states import Completed, Running
+
+    from flows.reconcile import reconcile_fleet
+    from mt5recon.serving import another_run_running
+
+    monkeypatch.setenv("MT5RECON_HOME", str(tmp_path))
+
+    async def scenario() -> tuple[str, str, bool, bool]:
+        deployment = await reconcile_fleet.ato_deployment(name="overlap-test")
+        deployment_id = await deployment.aapply()
+        async with get_client() as client:
+            running = await client.create_flow_run_from_deployment(deployment_id)
+            late = await client.create_flow_run_from_deployment(deployment_id)
+            await client.set_flow_run_state(running.id, Running(), force=True)
+            state = await run_flow_async(reconcile_fleet, flow_run=late, return_type="state")
+            seen_by_the_running_one = await another_run_running(deployment_id, running.id)
+            await client.set_flow_run_state(running.id, Completed(), force=True)
+            after = await another_run_running(deployment_id, late.id)
+        return state.type.value, state.message or "", seen_by_the_running_one, after
+
+    state_type, message, seen_by_the_running_one, after = asyncio.run(scenario())
+    assert (state_type, "previous cycle is still running" in message) == ("CANCELLED", True), message
+    assert not seen_by_the_running_one, "the late run ended: nothing else runs"
+    assert not after, "once the cycle completed, the next run may go"
+    assert not StoreConfig.under(tmp_path).exists(), "the skipped run wrote nothing"
 
 
 def test_settings_are_read_when_asked_not_at_import(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

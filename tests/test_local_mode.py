@@ -31,6 +31,15 @@ def _flow_runs(api: str) -> list[dict[str, object]]:
         return list(json.load(response))
 
 
+def _expected_start(run: dict[str, object]) -> str:
+    return str(run["expected_start_time"])  # ISO 8601 in UTC: sorts as text
+
+
+def _said(run: dict[str, object]) -> str:
+    state = run.get("state")
+    return f"{run['name']} due {run['expected_start_time']}: {state.get('message') if isinstance(state, dict) else ''}"
+
+
 def test_up_runs_cycles_on_schedule_while_an_analyst_reads(tmp_path: Path) -> None:
     port = free_port()
     env = {
@@ -79,7 +88,11 @@ def test_up_runs_cycles_on_schedule_while_an_analyst_reads(tmp_path: Path) -> No
             time.sleep(1)
         assert states["FAILED"] == 0 and states["CRASHED"] == 0, states
         assert states["COMPLETED"] >= 4, states
-        assert states["CANCELLED"] == 0, f"a healthy cycle was cancelled (prefetch/concurrency collision): {states}"
+        ran = sorted((r for r in _flow_runs(api) if r["state_type"] != "SCHEDULED"), key=_expected_start)
+        cancelled = [r for r in ran if r["state_type"] == "CANCELLED"]
+        # the first run may be due before serving could start its process a prefetch early; after
+        # it, a cancelled run is a collision or a late start: the cadence is broken
+        assert cancelled in ([], ran[:1]), f"a healthy cycle was cancelled: {[_said(r) for r in cancelled]}"
     finally:
         if reader is not None:
             reader.close()

@@ -16,7 +16,10 @@ WAIT_SECS = 240
 
 
 def test_prefect_deploy_and_a_worker_run_the_ten_second_cycle(tmp_path: Path) -> None:
-    with production_env(tmp_path) as env:
+    # a process worker starts a Python process per run: on a slow 2-core machine (`import prefect`
+    # ~5 s) that is ~10-20 s from claim to cycle, so runs start late; this test is about deploying
+    # and a worker running the cycle, `up`'s test about punctuality
+    with production_env(tmp_path, MT5RECON_MAX_START_DELAY_SECS="30") as env:
         deploy(env, "mt5recon")
         terminals = start([sys.executable, "-m", "mt5recon.cli", "sim", "serve"], env, tmp_path / "terminals.log")
         worker = start([*PREFECT, "worker", "start", "--pool", "mt5recon"], env, tmp_path / "worker.log")
