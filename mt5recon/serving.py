@@ -15,12 +15,14 @@ log = logging.getLogger(__name__)
 
 DEPLOYMENT = "every-10s"
 HOUSEKEEPING_DEPLOYMENT = "hourly"
-# The cycle deployment's concurrency slots: the running cycle's, and one for the next run, whose
-# process starts a prefetch (one interval) early and claims its slot then. With a single slot that
-# claim collides with the running cycle whenever start-up + cycle exceed the interval, and
-# CANCEL_NEW cancels a healthy run. Two cycles never run at once: a run that begins while
-# another of its deployment is still running cancels itself (`another_run_running`).
-CYCLE_SLOTS = 2
+# The cycle deployment's concurrency slots. A run's process starts a prefetch (one interval) early
+# and claims its slot then, and holds it until its cycle ends: from T - prefetch to T + lateness +
+# duration. With one slot, start-up + cycle had to fit in one interval; with two, lateness +
+# duration had to fit in one (a full suite on a slow 2-core machine measured 3.5 + 7.3 s), or
+# CANCEL_NEW cancels a healthy run. Three cover up to two intervals. Two cycles never run at once:
+# a run that begins while another of its deployment is still running cancels itself
+# (`another_run_running`), and runs past the slots are cancelled, never queued.
+CYCLE_SLOTS = 3
 
 
 def serve_deployments(settings: Settings) -> None:
@@ -33,7 +35,7 @@ def serve_deployments(settings: Settings) -> None:
     from flows.reconcile import reconcile_fleet
 
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
-    # one cycle running and the next one's process starting: see `CYCLE_SLOTS`
+    # the running cycle and the next runs' processes starting early: see `CYCLE_SLOTS`
     cycle_slots = ConcurrencyLimitConfig(limit=CYCLE_SLOTS, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
 
     deployment = cast(
@@ -41,7 +43,7 @@ def serve_deployments(settings: Settings) -> None:
         reconcile_fleet.to_deployment(
             name=DEPLOYMENT,
             interval=timedelta(seconds=settings.interval_secs),
-            # runs beyond the two slots are cancelled instead of queueing a backlog
+            # runs beyond the slots are cancelled instead of queueing a backlog
             concurrency_limit=cycle_slots,
             description="Reconcile the whole fleet every 10 seconds",
         ),

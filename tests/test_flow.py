@@ -177,7 +177,7 @@ def test_cycle_deployments_run_every_ten_seconds_with_the_served_slots(project_f
 def test_a_run_that_begins_while_its_deployment_still_runs_a_cycle_cancels_itself(
     prefect_api: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two slots let the next run's process start early; they never let two cycles run at once."""
+    """Extra slots let the next runs' processes start early; they never let two cycles run at once."""
     from prefect import get_client
     from prefect.flow_engine import run_flow_async
     from prefect.states import Completed, Running
