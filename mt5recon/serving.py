@@ -15,11 +15,11 @@ log = logging.getLogger(__name__)
 
 DEPLOYMENT = "every-10s"
 HOUSEKEEPING_DEPLOYMENT = "hourly"
-# The cycle deployment's concurrency slots. A run's process starts a prefetch (one interval) early
-# and claims its slot then, and holds it until its cycle ends: from T - prefetch to T + lateness +
-# duration. With one slot, start-up + cycle had to fit in one interval; with two, lateness +
-# duration had to fit in one (a full suite on a slow 2-core machine measured 3.5 + 7.3 s), or
-# CANCEL_NEW cancels a healthy run. Three cover up to two intervals. Two cycles never run at once:
+# The cycle deployment's concurrency slots. A run's process starts a prefetch (15 s) early, claims
+# its slot then and holds it until its cycle ends: from T - prefetch to T + lateness + duration.
+# With one slot, start-up + cycle had to fit in one interval; with two, lateness + duration had to
+# (a full suite on a slow 2-core machine measured 3.5 + 7.3 s), else CANCEL_NEW cancels a healthy
+# run. Three cover lateness + duration up to 3 intervals - prefetch. Two cycles never run at once:
 # a run that begins while another of its deployment is still running cancels itself
 # (`another_run_running`), and runs past the slots are cancelled, never queued.
 CYCLE_SLOTS = 3

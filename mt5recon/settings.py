@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     interval_secs: float = Field(default=10.0, gt=0)
     housekeeping_interval_secs: float = Field(default=3600.0, gt=0, description="store housekeeping cadence")
     prefetch_secs: float = Field(
-        default=10.0, ge=0, description="start a run's process this early (hides Python's start-up, 3-10 s)"
+        default=15.0, ge=0, description="start a run's process this early (hides Python's start-up, 3-12 s)"
     )
     max_start_delay_secs: float = Field(
         default=5.0,

@@ -39,7 +39,7 @@ def production_env(tmp_path: Path, *, fleet: Path | None = None, **settings: str
             "MT5RECON_FLEET": str(fleet or demo_fleet_on_free_ports(tmp_path / "fleet.toml")),
             "MT5RECON_PROJECT_DIR": str(ROOT),
             "PREFECT_WORKER_QUERY_SECONDS": "2",
-            "PREFECT_WORKER_PREFETCH_SECONDS": "10",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "15",
             **settings,
         }
 
