@@ -576,17 +576,10 @@ def main(argv: list[str] | None = None) -> int:
         help=f"MT5RECON_MAX_START_DELAY_SECS for the runs (default {MAX_START_DELAY_SECS:g}; production: 5)",
     )
     parser.add_argument(
-        "--worker-limit",
-        type=int,
-        default=1,
-        help="runs a worker takes at once (`prefect worker start --limit`; default 1, as in the sharded test: "
-        "each run is a Python process, and on 2 cores more at once starve each other)",
-    )
-    parser.add_argument(
         "--prefetch",
         type=float,
-        default=15.0,
-        help="PREFECT_WORKER_PREFETCH_SECONDS: a worker starts a run's process this early (default 15, as the "
+        default=10.0,
+        help="PREFECT_WORKER_PREFETCH_SECONDS: a worker starts a run's process this early (default 10, as the "
         "project file's header says); the run holds its shard's slot from then on",
     )
     args = parser.parse_args(argv)
@@ -637,10 +630,9 @@ def main(argv: list[str] | None = None) -> int:
                     say(f"terminal host up in {wait_for_host(host, folder / 'terminals.log'):.1f} s")
                     stack.deploy(env, POOL, project_file(folder, args.shards), quiet=True)
                     say(f"deployed {args.shards} shard deployments (and the hourly housekeeping) on pool {POOL}")
-                    limit = str(args.worker_limit)
                     for i in range(args.workers):
                         processes[f"worker w{i} (+ its runs)"] = stack.start(
-                            [*stack.PREFECT, "worker", "start", "--pool", POOL, "--name", f"w{i}", "--limit", limit],
+                            [*stack.PREFECT, "worker", "start", "--pool", POOL, "--name", f"w{i}"],
                             env,
                             folder / f"worker{i}.log",
                         )

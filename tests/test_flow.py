@@ -160,18 +160,21 @@ def test_the_shard_deployments_cover_every_shard_once() -> None:
     assert {p["shards"] for p in shards} == {len(shards)}
 
 
-@pytest.mark.parametrize("project_file", ["prefect.yaml", "prefect.sharded.yaml"])
-def test_cycle_deployments_run_every_ten_seconds_with_the_served_slots(project_file: str) -> None:
-    """Production deployments take the same concurrency slots as `up` serves: the cycle and the next
-    run's early process; more are cancelled, never queued."""
+@pytest.mark.parametrize(("project_file", "slots"), [("prefect.yaml", "served"), ("prefect.sharded.yaml", 1)])
+def test_cycle_deployments_run_every_ten_seconds_and_cancel_runs_past_their_slots(
+    project_file: str, slots: int | str
+) -> None:
+    """prefect.yaml takes the slots `up` serves with (the cycle and the next runs' early processes);
+    a shard takes one. Runs past the slots are cancelled, never queued."""
     from mt5recon.serving import CYCLE_SLOTS
 
+    limit = CYCLE_SLOTS if slots == "served" else slots
     config = yaml.safe_load((ROOT / project_file).read_text())
     cycles = [d for d in config["deployments"] if d["entrypoint"].endswith(":reconcile_fleet")]
     assert cycles
     for reconcile in cycles:
         assert reconcile["schedules"][0]["interval"] == 10
-        assert reconcile["concurrency_limit"] == {"limit": CYCLE_SLOTS, "collision_strategy": "CANCEL_NEW"}
+        assert reconcile["concurrency_limit"] == {"limit": limit, "collision_strategy": "CANCEL_NEW"}
 
 
 def test_a_run_that_begins_while_its_deployment_still_runs_a_cycle_cancels_itself(
