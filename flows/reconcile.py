@@ -19,8 +19,16 @@ from mt5recon.fleet import load_fleet
 from mt5recon.serving import another_run_running, start_delay_secs
 from mt5recon.settings import Settings
 from mt5recon.sharding import shard_expected_trades, shard_fleet, shard_scope
+from mt5recon.store.stored_state import unseen_break_ids
 from mt5recon.terminal.factory import open_terminal
-from tasks.io import commit_cycle, fetch_snapshots, load_expected_trades, load_state, protect_accounts
+from tasks.io import (
+    commit_cycle,
+    fetch_snapshots,
+    load_expected_trades,
+    load_returning_breaks,
+    load_state,
+    protect_accounts,
+)
 from tasks.report import publish_cycle_report
 from tasks.transform import reconcile
 
@@ -69,7 +77,8 @@ async def reconcile_fleet(fleet_file: str | None = None, shard: int = 0, shards:
         get_run_logger().warning("cycle %s cancelled: %s", cycle_id, message)
         return Cancelled(message=message)
     store = settings.store_config()
-
+    # the stored state needs nothing from the terminals: it is read while they answer
+    state_read = load_state.submit(store, [a.login for a in fleet.accounts], scope)
     expected_raw = shard_expected_trades(load_expected_trades(fleet, home, store), scope)
     snapshot, fetch_ms = fetch_snapshots(
         fleet,
@@ -81,7 +90,10 @@ async def reconcile_fleet(fleet_file: str | None = None, shard: int = 0, shards:
         deal_cache(home, fleet.name),
     )
     validated, result, reconcile_ms = reconcile(snapshot, expected_raw, fleet, started_at, datetime.now(UTC))
-    stored = load_state(store, *pipeline.break_state_keys(fleet, result), scope)
+    stored = state_read.result()
+    returning = unseen_break_ids(stored, pipeline.cycle_break_ids(result))  # new, or resolved and back
+    if returning:
+        stored = load_returning_breaks(store, stored, returning)
     # pure and quick: a plain call, not a task (each task costs the server a few state events)
     state = pipeline.advance_state(stored, validated, result, fleet, at=scheduled_at)
     decisions = state.guards.protection.decisions

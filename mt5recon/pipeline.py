@@ -358,7 +358,12 @@ def reconcile_cycle(validated: ValidatedCycle, fleet: FleetConfig, *, as_of: dat
 
 def break_state_keys(fleet: FleetConfig, result: ReconResult) -> tuple[list[int], list[str]]:
     """What the lifecycle must read back: the fleet's active breaks and any break seen this cycle."""
-    return [a.login for a in fleet.accounts], result.divergences["break_id"].unique().sort().to_list()
+    return [a.login for a in fleet.accounts], cycle_break_ids(result)
+
+
+def cycle_break_ids(result: ReconResult) -> list[str]:
+    """Every break seen this cycle: the lifecycle needs each one's stored row, whatever its status."""
+    return result.divergences["break_id"].unique().sort().to_list()
 
 
 @dataclass(frozen=True)

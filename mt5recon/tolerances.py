@@ -66,6 +66,10 @@ class Tolerances(BaseModel):
             return self.default
         return Tolerance.model_validate({**self.default.model_dump(), **override})
 
+    def widest_grace_secs(self) -> float:
+        """The longest grace of any symbol: a trade closed longer ago than this is history for all."""
+        return max([self.default.grace_secs, *(self.for_symbol(s).grace_secs for s in self.symbols)])
+
     def frame(self, symbols: list[str]) -> pl.DataFrame:
         """One row per symbol with every tolerance column, for vectorized joins."""
         rows = [{"norm_symbol": s, **self.for_symbol(s).model_dump()} for s in sorted(set(symbols))]

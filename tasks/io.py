@@ -19,7 +19,12 @@ from mt5recon.snapshot import Snapshot
 from mt5recon.sources import read_expected_trades
 from mt5recon.store.housekeeping import HousekeepingStats, Retention, run_housekeeping
 from mt5recon.store.lake import CommitResult, Store, StoreConfig, open_reader
-from mt5recon.store.stored_state import Scope, StoredState, read_stored_state
+from mt5recon.store.stored_state import (
+    Scope,
+    StoredState,
+    read_stored_state,
+    with_returning_breaks,
+)
 from mt5recon.terminal.api import MT5Api
 from mt5recon.terminal.breaker import load_book, save_book
 from mt5recon.terminal.factory import open_terminal
@@ -77,13 +82,28 @@ def fetch_snapshots(
 
 
 @task(name="load-state", **IO_RETRY)
-def load_state(config: StoreConfig, logins: list[int], break_ids: list[str], scope: Scope) -> StoredState:
-    """The stored current state this cycle advances (read-only: never blocks the writer)."""
+def load_state(config: StoreConfig, logins: list[int], scope: Scope) -> StoredState:
+    """The stored current state of `logins` this cycle advances, active breaks only: it needs
+    nothing from the fetch, so it is read while the terminals answer (read-only: never blocks
+    the writer)."""
     if not config.exists():
         return StoredState.empty()
     con = open_reader(config)
     try:
-        return read_stored_state(con, logins, break_ids, scope)
+        return read_stored_state(con, logins, [], scope)
+    finally:
+        con.close()
+
+
+@task(name="load-returning-breaks", **IO_RETRY)
+def load_returning_breaks(config: StoreConfig, stored: StoredState, break_ids: list[str]) -> StoredState:
+    """`stored` with the stored rows of `break_ids`, the cycle's breaks it lacks (a resolved
+    break that comes back is reopened, never started afresh)."""
+    if not break_ids or not config.exists():
+        return stored
+    con = open_reader(config)
+    try:
+        return with_returning_breaks(con, stored, break_ids)
     finally:
         con.close()
 

@@ -36,7 +36,10 @@ def missing_causes(missing: pl.DataFrame, deals: pl.DataFrame, deals_ok: pl.Data
     The position is found by the bot's recorded position_id, else by the entry deal carrying the
     bot's tag; its latest exit deal says who closed it. No entry deal at all means never filled.
     """
-    trades = deals.filter(pl.col("type").is_in(_TRADE_TYPES))
+    # only the accounts with a missing trade: every join below is within an account
+    trades = deals.join(missing.select("login").unique(), on="login", how="semi").filter(
+        pl.col("type").is_in(_TRADE_TYPES)
+    )
     entries = trades.filter(pl.col("entry") == _ENTRY_IN)
     entry_rows = entries.select("login", "magic", "comment", "ticket", pl.col("position_id").alias("tag_position"))
     tagged = (

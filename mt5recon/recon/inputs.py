@@ -99,8 +99,10 @@ def working_frames(
     trades = expected_trades.join(ok, on="login", how="inner").filter(pl.col("opened_at") <= pl.col("fetched_at"))
     still_open = pl.col("closed_at").is_null() | (pl.col("closed_at") > pl.col("fetched_at"))
     expected = _working_trades(trades.filter(still_open), specs, symbol_map)
-    closed = _with_tolerances(_working_trades(trades.filter(~still_open), specs, symbol_map), tolerances)
     since_close = (pl.col("fetched_at") - pl.col("closed_at")).dt.total_milliseconds() / 1000.0
+    # the bot's history is mostly long closed: only trades within the widest grace can be recent
+    recent = ~still_open & (since_close <= tolerances.widest_grace_secs())
+    closed = _with_tolerances(_working_trades(trades.filter(recent), specs, symbol_map), tolerances)
     open_positions = (
         positions.drop("fetched_at")
         .join(ok, on="login", how="inner")

@@ -23,8 +23,15 @@ def _unmatched(
 
 def by_identity(expected: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame:
     """Position `identifier` never changes: the bot's recorded `position_id` is the strongest key."""
-    candidates = expected.filter(pl.col("position_id").is_not_null()).join(
-        positions, left_on=["login", "position_id"], right_on=["login", "identifier"], how="inner"
+    candidates = (
+        expected.select("login", "trade_id", "position_id")
+        .filter(pl.col("position_id").is_not_null())
+        .join(
+            positions.select("login", "identifier", "ticket"),
+            left_on=["login", "position_id"],
+            right_on=["login", "identifier"],
+            how="inner",
+        )
     )
     scored = candidates.select(
         "login", "trade_id", "ticket", pl.lit("identity").alias("stage"), pl.lit(0.0).alias("score")
@@ -98,12 +105,8 @@ def match_hedging(expected: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFra
     """All stages in order; returns login, trade_id, ticket, stage, score — each key at most once."""
     pairs: list[pl.DataFrame] = []
     for stage in (by_identity, by_tag, by_fuzzy):
-        remaining_expected, remaining_positions = _unmatched(
-            expected,
-            positions,
-            pl.concat(pairs)
-            if pairs
-            else pl.DataFrame(schema={"login": pl.Int64, "trade_id": pl.String, "ticket": pl.Int64}),
+        remaining_expected, remaining_positions = (
+            _unmatched(expected, positions, pl.concat(pairs)) if pairs else (expected, positions)
         )
         if remaining_expected.height and remaining_positions.height:
             pairs.append(stage(remaining_expected, remaining_positions).select(PAIR_COLUMNS))

@@ -305,7 +305,27 @@ def prepare_deletes(deletes: Mapping[str, pl.DataFrame]) -> dict[str, pl.Series]
             raise ValueError(f"rows can only be deleted from state tables {sorted(STATE_KEYS)}, not {table!r}")
         if key not in frame.columns or frame[key].null_count():
             raise ValueError(f"deletions from {table!r} need a non-null {key!r} column")
-        out[table] = frame[key].cast(pl.String).unique().sort()
+        dtype = STORE_TABLES[table][key]
+        try:
+            out[table] = frame[key].cast(dtype, strict=True).unique().sort()
+        except pl.exceptions.InvalidOperationError as error:
+            raise ValueError(f"deletions from {table!r}: {key!r} must be {dtype}: {error}") from error
+    return out
+
+
+def _keys_to_delete(prepared: dict[str, pl.DataFrame], removed: dict[str, pl.Series]) -> dict[str, pl.Series]:
+    """Per state table, every key the cycle removes or rewrites: one DELETE per table (each
+    scans the table's files, ~20 ms on a DuckLake catalog), typed as the table declares its key."""
+    keys: dict[str, list[pl.Series]] = {}
+    for table, gone in removed.items():
+        keys.setdefault(table, []).append(gone)
+    for table, frame in prepared.items():
+        if table in STATE_KEYS:
+            keys.setdefault(table, []).append(frame[STATE_KEYS[table]])
+    out: dict[str, pl.Series] = {}
+    for table, parts in keys.items():
+        dtype = STORE_TABLES[table][STATE_KEYS[table]]
+        out[table] = pl.concat([part.cast(dtype) for part in parts], how="vertical").unique().sort()
     return out
 
 
@@ -387,21 +407,15 @@ class Store:
         """`"alias"."name"` for a table of our own registry."""
         return f"{identifier(self.config.alias)}.{identifier(name)}"
 
-    def _table_exists(self, name: str) -> bool:
-        """Whether the lake has table `name` in its main schema."""
-        row = self.connection.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name = ?",
-            [self.config.alias, name],
-        ).fetchone()
-        return row is not None and row[0] > 0
-
     def schema_version(self) -> int:
-        """The highest applied migration, 0 for a new lake."""
-        if not self._table_exists(migrations.SCHEMA_VERSION):
+        """The highest applied migration, 0 for a new lake (one query: the version table is
+        read directly rather than looked up in DuckDB's catalog first, ~50 ms less per open)."""
+        try:
+            row = self.connection.execute(
+                f"SELECT coalesce(max(version), 0) FROM {self._table(migrations.SCHEMA_VERSION)}"  # noqa: S608 - identifiers from our registry, values are parameters
+            ).fetchone()
+        except duckdb.CatalogException:  # a new lake: no migration has created the table yet
             return 0
-        row = self.connection.execute(
-            f"SELECT coalesce(max(version), 0) FROM {self._table(migrations.SCHEMA_VERSION)}"  # noqa: S608 - identifiers from our registry, values are parameters
-        ).fetchone()
         return int(row[0]) if row is not None else 0
 
     def _exclusive(self, name: str) -> contextlib.AbstractContextManager[None]:
@@ -517,11 +531,9 @@ class Store:
             _log.debug("cycle %s: transaction begun", cycle_id, extra={"store_phase": "begun"})
             counts = {table: frame.height for table, frame in prepared.items()}
             counts.update({f"{table}:deleted": keys.len() for table, keys in removed.items() if keys.len()})
-            for table, keys in removed.items():
+            for table, keys in _keys_to_delete(prepared, removed).items():
                 self._delete_keys(table, keys)
             for table, frame in prepared.items():
-                if table in STATE_KEYS:
-                    self._delete_keys(table, frame[STATE_KEYS[table]])
                 self._insert(table, frame)
             con.execute(
                 f"INSERT INTO {self._table(migrations.LEDGER)} VALUES (?, now(), ?)",  # noqa: S608 - identifiers from our registry, values are parameters

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import duckdb
 import polars as pl
@@ -112,16 +112,38 @@ class StoredState:
 
 
 def read_stored_state(
-    con: duckdb.DuckDBPyConnection, logins: list[int], break_ids: list[str], scope: Scope | None = None
+    con: duckdb.DuckDBPyConnection, logins: list[int], break_ids: list[str] | None = None, scope: Scope | None = None
 ) -> StoredState:
-    """Everything a cycle on `logins` advances (breaks: see read_break_state)."""
+    """Everything a cycle on `logins` advances (breaks: see read_break_state), read in one
+    transaction: one snapshot of every table even while other shards commit (and ~20 % quicker
+    than a transaction per query on a DuckLake catalog)."""
     scope = scope or Scope()
-    return StoredState(
-        breaks=read_break_state(con, logins, break_ids),
-        positions=read_current_positions(con, logins),
-        trades=read_current_trades(con, scope),
-        guards=read_guard_state(con, scope.name),
-    )
+    con.execute("BEGIN TRANSACTION")
+    try:
+        return StoredState(
+            breaks=read_break_state(con, logins, break_ids or []),
+            positions=read_current_positions(con, logins),
+            trades=read_current_trades(con, scope),
+            guards=read_guard_state(con, scope.name),
+        )
+    finally:
+        con.execute("ROLLBACK")  # nothing was written: ending the read is all that is left
+
+
+def unseen_break_ids(stored: StoredState, break_ids: list[str]) -> list[str]:
+    """The ids among `break_ids` that the stored breaks read so far lack (new, or resolved and back)."""
+    known = set(stored.breaks["break_id"].to_list())
+    return [break_id for break_id in break_ids if break_id not in known]
+
+
+def with_returning_breaks(con: duckdb.DuckDBPyConnection, stored: StoredState, break_ids: list[str]) -> StoredState:
+    """`stored` plus the stored rows (any status) of these break ids, so a break that comes back
+    is reopened rather than started afresh; no query when there are none."""
+    if not break_ids:
+        return stored
+    more = read_break_state(con, [], break_ids)
+    breaks = pl.concat([stored.breaks, more], how="vertical").unique("break_id", keep="first", maintain_order=True)
+    return replace(stored, breaks=breaks)
 
 
 def read_guard_state(con: duckdb.DuckDBPyConnection | None, scope: str = "") -> GuardState:
