@@ -121,11 +121,19 @@ def track(
 
 def positions_now(positions: pl.DataFrame, matches: pl.DataFrame) -> pl.DataFrame:
     """Validated positions keyed by login:identifier, with the bot trade(s) matched to each."""
-    matched = matches.group_by("login", "ticket").agg(
-        pl.col("trade_id").sort().str.join(",").alias("trade_id"),
-        pl.col("stage").first(),
-        pl.col("price_diff_pips").first().alias("match_price_pips"),
-        pl.col("volume_ratio").first().alias("match_volume_ratio"),
+    # a position is almost always one bot trade's: only tickets with several go through the
+    # per-group join (a string join per group cost ~0.1 s at 100,000 positions)
+    ordered = matches.sort("login", "ticket", "trade_id")  # first = smallest trade id, as joined
+    several = pl.len().over("login", "ticket") > 1
+    columns = ["login", "ticket", "trade_id", "stage", "price_diff_pips", "volume_ratio"]
+    shared = (
+        ordered.filter(several)
+        .group_by("login", "ticket", maintain_order=True)
+        .agg(pl.col("trade_id").str.join(","), pl.exclude("trade_id").first())
+        .select(columns)
+    )
+    matched = pl.concat([ordered.filter(~several).select(columns), shared], how="vertical").rename(
+        {"price_diff_pips": "match_price_pips", "volume_ratio": "match_volume_ratio"}
     )
     return positions.join(matched, on=["login", "ticket"], how="left").with_columns(
         pl.format("{}:{}", pl.col("login"), pl.col("identifier")).alias("position_key")
