@@ -42,6 +42,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import io
 import json
 import math
@@ -192,6 +193,15 @@ def bench_fleet(sim: SimFleet) -> FleetConfig:
     )
 
 
+def _freeze_world() -> None:
+    """Move every object alive now (the simulated world: millions of Python objects at 10,000
+    accounts, which real terminals keep in their own processes) out of the cyclic collector's
+    reach, so that its walks over them are not charged to the cycle (measured: 2.6 s of collection
+    in one 3,000-account cycle). What the cycle allocates is collected as before."""
+    gc.collect()
+    gc.freeze()
+
+
 def _timed_call(function: Callable[..., T], *args: Any) -> tuple[T, float]:
     """`function(*args)` and its wall time in seconds (for work run in another thread)."""
     started = time.perf_counter()
@@ -285,6 +295,7 @@ class World:
             volatility=1.0,  # prices move: equity, drawdown and SL/TP hits change between cycles
         )
         self.build_secs = time.perf_counter() - started
+        _freeze_world()
         schemas.warm_up()  # as flows/reconcile.py does at import, before its first cycle
         use_in_process_fleet(self.sim)
         self.fleet = bench_fleet(self.sim)
@@ -335,6 +346,7 @@ class World:
         started = time.perf_counter()
         self.sim.write_expected_trades_sqlite(self.bot_db)
         self.bot_write_secs.append(time.perf_counter() - started)
+        _freeze_world()
 
     def cycle(self) -> dict[str, Any]:
         """One cycle at the clock's time, every stage timed."""
@@ -813,7 +825,9 @@ def explain(args: argparse.Namespace, results: list[dict[str, Any]]) -> list[str
         f"World: SimFleet with {args.netting_pct:g} % netting accounts, active bots back-filled to "
         f"~{args.positions_per_account} open positions per hedging account (a netting account nets its bot's "
         "trades into one position per symbol), no scenarios or faults, moving prices; cycles are "
-        f"{args.interval_secs:g} simulated s apart. Sizes measured: {sizes}.",
+        f"{args.interval_secs:g} simulated s apart. Sizes measured: {sizes}. After the world is built and after "
+        "each step, its objects are frozen out of the cyclic collector's reach (gc.freeze): real terminals keep "
+        "them in their own processes, and a collection walking them is not the pipeline's cost.",
     ]
     return [line for text in paragraphs for line in textwrap.wrap(text, width=104, subsequent_indent="  ")]
 
