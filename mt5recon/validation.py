@@ -147,6 +147,8 @@ def validate_frame(name: str, df: pl.DataFrame, *, now: datetime) -> Validated:
     schema = frames.ALL_FRAMES[name]
     if conformed.height == 0:
         kept = pl.DataFrame(schema={_ROW: pl.Int64, **schema})
+    elif check_failures.height == 0:  # the usual cycle: the valid frame shares the input's memory
+        kept = conformed
     else:
         kept = conformed.filter(~pl.col(_ROW).is_in(check_failures[_ROW].implode()))
     return Validated(
