@@ -257,12 +257,14 @@ class BridgeInlineHost(Host):
 
 
 class CountedTerminal:
-    """Forwards every call to the terminal and counts them by name (to know how many were late)."""
+    """Forwards every call to the terminal and counts them by name (to know how many were late);
+    the calls of a batch (`read_many`, one round trip) count one by one, the batch as a round trip."""
 
     def __init__(self, login: int, api: MT5Api) -> None:
         self.login = login
         self.api = api
         self.calls: Counter[str] = Counter()
+        self.round_trips = 0
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.api, name)
@@ -270,7 +272,11 @@ class CountedTerminal:
             return target
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
+            if name == "read_many":
+                self.calls.update(call for call, _ in args[0])
+            else:
+                self.calls[name] += 1
+            self.round_trips += 1
             return target(*args, **kwargs)
 
         return counted
@@ -292,6 +298,7 @@ class Run:
     bound_secs: float  # sum of latency x late calls / concurrency (at least the slowest terminal's)
     late_calls: float  # mean late calls per terminal
     calls: float  # mean MT5 calls per terminal (any)
+    round_trips: float  # mean exchanges per terminal (a batch of calls is one)
     extra_ms: list[float] = field(default_factory=list)  # per terminal: its call time beyond the injected latency
     first_error: str | None = None
 
@@ -330,6 +337,7 @@ def fetch_once(host: Host, concurrency: int, injection: Injection, fleet: FleetC
         bound_secs=max(sum(injected_secs.values()) / concurrency, max(injected_secs.values(), default=0.0)),
         late_calls=statistics.fmean(late.values()) if late else 0.0,
         calls=statistics.fmean(sum(t.calls.values()) for t in opened) if opened else 0.0,
+        round_trips=statistics.fmean(t.round_trips for t in opened) if opened else 0.0,
         extra_ms=[ms - injected_secs.get(login, 0.0) * 1000 for login, ms in calls_ms.items()],
         first_error=next((f"{login}: {error}" for login, error in sorted(snapshot.errors.items())), None),
     )
@@ -510,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"serial fetch without latency (concurrency 1, 1 run): {serial.wall_secs:.2f} s, "
                 f"{serial.cpu_secs / len(logins) * 1000:.1f} ms CPU per terminal in this process{host_cpu}, "
-                f"{serial.calls:.1f} MT5 calls per terminal after initialize"
+                f"{serial.calls:.1f} MT5 calls in {serial.round_trips:.1f} round trips per terminal after initialize"
             )
 
         rows: list[list[str]] = []

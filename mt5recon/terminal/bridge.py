@@ -33,7 +33,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import rpyc
@@ -84,6 +84,10 @@ class BridgeService(rpyc.Service):  # type: ignore[misc]
     def exposed_call(self, name: str, args: tuple[Any, ...] = (), kwargs: tuple[Any, ...] = ()) -> Reply:
         """Call `name` on the hosted object; refuse (ValueError) anything off the allow-list."""
         return self._dispatcher.call(name, args, kwargs)
+
+    def exposed_call_many(self, calls: tuple[Any, ...]) -> tuple[Reply, ...]:
+        """Several snapshot reads in one round trip (see `CallDispatcher.call_many`)."""
+        return self._dispatcher.call_many(calls)
 
 
 class _BridgeServer(ThreadedServer):  # type: ignore[misc]
@@ -157,6 +161,7 @@ class BridgeTerminal(RemoteTerminal):
         self.call_timeout_secs = call_timeout_secs
         self._stream: SocketStream | None = None
         self._conn: rpyc.Connection | None = None
+        self._host_batches = True
 
     def __repr__(self) -> str:
         return f"BridgeTerminal({self.host!r}, {self.port})"
@@ -174,6 +179,19 @@ class BridgeTerminal(RemoteTerminal):
 
     def _exchange(self, name: str, args: tuple[Any, ...], kwargs: tuple[Any, ...]) -> object:
         """Send the call over the socket; sort what can go wrong into the package's error codes."""
+        return self._over_socket(name, lambda root: root.call(name, args, kwargs))
+
+    def _exchange_many(self, calls: tuple[tuple[str, tuple[Any, ...], tuple[Any, ...]], ...]) -> object:
+        """The calls in one round trip; a host that predates batches is asked call by call."""
+        if not self._host_batches:
+            return super()._exchange_many(calls)
+        try:
+            return self._over_socket("call_many", lambda root: root.call_many(calls))
+        except AttributeError:  # the host exposes no call_many: remember, and ask one by one
+            self._host_batches = False
+            return super()._exchange_many(calls)
+
+    def _over_socket(self, label: str, send: Callable[[Any], object]) -> object:
         try:
             conn = self._connection()
         except (OSError, EOFError) as exc:
@@ -181,15 +199,15 @@ class BridgeTerminal(RemoteTerminal):
                 RES_E_INTERNAL_FAIL_CONNECT, f"cannot reach the bridge at {self.host}:{self.port}: {exc}"
             ) from exc
         try:
-            return conn.root.call(name, args, kwargs)
+            return send(conn.root)
         except TimeoutError as exc:  # rpyc's AsyncResultTimeout; must precede OSError, its base
             self._disconnect()  # a late reply must not be taken for the next call's
             raise TransportError(
-                RES_E_INTERNAL_FAIL_TIMEOUT, f"{name}: no reply within {self.call_timeout_secs} s"
+                RES_E_INTERNAL_FAIL_TIMEOUT, f"{label}: no reply within {self.call_timeout_secs} s"
             ) from exc
         except (EOFError, OSError) as exc:
             self._disconnect()
-            raise TransportError(RES_E_INTERNAL_FAIL_CONNECT, f"{name}: connection to the bridge lost: {exc}") from exc
+            raise TransportError(RES_E_INTERNAL_FAIL_CONNECT, f"{label}: connection to the bridge lost: {exc}") from exc
 
     def _connection(self) -> rpyc.Connection:
         """The live connection, (re)connecting if there is none or the server hung up."""

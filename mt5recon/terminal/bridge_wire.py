@@ -55,8 +55,15 @@ def _encode_table(items: tuple[Any, ...]) -> tuple[Any, ...] | None:
     fields = _record_fields(items[0]) if isinstance(items[0], tuple) else None
     if fields is None or any(type(item) is not first_type for item in items):
         return None
-    rows = tuple(tuple(encode_value(field) for field in item) for item in items)
+    rows = tuple(_encode_row(item) for item in items)
     return (TAB, first_type.__name__, fields, rows)
+
+
+def _encode_row(item: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A record's values; scalars as they are (the usual case: no call per field)."""
+    if all(type(value) in PLAIN_SCALARS for value in item):
+        return tuple(item)
+    return tuple(encode_value(value) for value in item)
 
 
 def encode_value(value: object) -> Any:
@@ -85,6 +92,35 @@ def _build_record(name: object, fields: object, values: tuple[Any, ...]) -> tupl
     return cls(**{field: by_name[field] for field in cls._fields})  # type: ignore[attr-defined]
 
 
+def _decode_table(name: object, fields: object, rows: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Rebuild a table's records. A row of scalars is checked by exact type and its fields are
+    picked by position, worked out once per table; any other row goes field by field."""
+    if not all(type(row) is tuple for row in rows):
+        raise WireError("malformed table rows")
+    if not rows:
+        return ()
+    cls = RECORD_TYPES.get(name) if type(name) is str else None
+    if cls is None:
+        raise WireError(f"unknown record type {name!r}")
+    if type(fields) is not tuple or any(type(field) is not str for field in fields):
+        raise WireError(f"{name}: field names must be a tuple of str")
+    position = {field: i for i, field in enumerate(fields)}
+    missing = [field for field in cls._fields if field not in position]  # type: ignore[attr-defined]
+    if missing:
+        raise WireError(f"{name}: the terminal sent no {', '.join(missing)}")
+    picks = [position[field] for field in cls._fields]  # type: ignore[attr-defined]
+    make = cls._make  # type: ignore[attr-defined]
+    records = []
+    for row in rows:
+        if len(row) != len(fields):
+            raise WireError(f"{name}: field names do not match values")
+        if all(type(value) in PLAIN_SCALARS for value in row):
+            records.append(make([row[i] for i in picks]))
+        else:
+            records.append(_build_record(name, fields, tuple(decode_value(value) for value in row)))
+    return tuple(records)
+
+
 def _decode_tagged(wire: tuple[Any, ...]) -> Any:
     """Decode one tagged tuple (see the module docstring)."""
     tag = wire[0] if wire else None
@@ -93,11 +129,7 @@ def _decode_tagged(wire: tuple[Any, ...]) -> Any:
     if tag == REC and len(wire) == 4 and type(wire[3]) is tuple:
         return _build_record(wire[1], wire[2], tuple(decode_value(v) for v in wire[3]))
     if tag == TAB and len(wire) == 4 and type(wire[3]) is tuple:
-        rows = wire[3]
-        if not all(type(row) is tuple for row in rows):
-            raise WireError("malformed table rows")
-        name, fields = wire[1], wire[2]
-        return tuple(_build_record(name, fields, tuple(decode_value(v) for v in row)) for row in rows)
+        return _decode_table(wire[1], wire[2], wire[3])
     raise WireError(f"malformed value with tag {tag!r}")
 
 

@@ -162,42 +162,62 @@ class Fetched:
         return records, r.login, r.fetched_at, r.server_offset_secs
 
 
+Call = tuple[str, tuple[Any, ...]]
+
+
+def read_calls(api: MT5Api, calls: Sequence[Call]) -> list[tuple[Any, tuple[int, str] | None]]:
+    """Each call's result and, when it returned None, the terminal's last_error for it.
+
+    A terminal that takes a batch (the bridge: `read_many`) gets the calls in one round trip;
+    any other gets them one by one. The calls and their order are the same either way."""
+    batch = getattr(api, "read_many", None)
+    if callable(batch):
+        return [(result, error if result is None else None) for result, error in batch(calls)]
+    answers: list[tuple[Any, tuple[int, str] | None]] = []
+    for name, args in calls:
+        result = getattr(api, name)(*args)
+        answers.append((result, api.last_error() if result is None else None))
+    return answers
+
+
 def fetch_records(api: MT5Api, request: FetchRequest) -> Fetched:
-    """One account's calls. A call that returns None marks its frame failed, never empty."""
+    """One account's calls, in three exchanges (who am I; what do I hold; the specs and quotes of
+    its symbols). A call that returns None marks its frame failed, never empty."""
     got = Fetched(request)
 
-    def call(label: str, result: Any) -> Any:
-        if result is None:
-            code, message = api.last_error()
-            got.errors.append(f"{label}: {code} {message}")
-            got.codes.append(code)
+    def call(label: str, answer: tuple[Any, tuple[int, str] | None]) -> Any:
+        result, error = answer
+        if error is not None:
+            got.errors.append(f"{label}: {error[0]} {error[1]}")
+            got.codes.append(error[0])
         return result
 
-    def lookup(result: Any) -> Any:
+    def lookup(answer: tuple[Any, tuple[int, str] | None]) -> Any:
         """A symbol the terminal does not know is no error; a broken link to the terminal is."""
-        if result is None:
-            code, _ = api.last_error()
-            if code in SESSION_LOST_CODES:
-                got.codes.append(code)
+        result, error = answer
+        if error is not None and error[0] in SESSION_LOST_CODES:
+            got.codes.append(error[0])
         return result
 
     started = time.perf_counter()
-    got.terminal = api.terminal_info()
-    got.account = call("account_info", api.account_info())
+    terminal, account = read_calls(api, [("terminal_info", ()), ("account_info", ())])
+    got.terminal = terminal[0]
+    got.account = call("account_info", account)
     if got.account is not None:
-        got.positions = call("positions_get", api.positions_get())
-        got.orders = call("orders_get", api.orders_get())
         offset = request.server_offset_secs
         deals_from = request.deals_since or request.deals_from
-        got.deals = call(
-            "history_deals_get",
-            api.history_deals_get(
-                int(deals_from.timestamp()) + offset, int(request.fetched_at.timestamp()) + offset + 60
-            ),
+        window = (int(deals_from.timestamp()) + offset, int(request.fetched_at.timestamp()) + offset + 60)
+        positions, orders, deals = read_calls(
+            api, [("positions_get", ()), ("orders_get", ()), ("history_deals_get", window)]
         )
+        got.positions = call("positions_get", positions)
+        got.orders = call("orders_get", orders)
+        got.deals = call("history_deals_get", deals)
         symbols = _symbols_of(got.positions or (), got.orders or (), request.extra_symbols)
-        got.specs = [s for s in (lookup(api.symbol_info(name)) for name in symbols) if s is not None]
-        got.ticks = [(n, t) for n, t in ((n, lookup(api.symbol_info_tick(n))) for n in symbols) if t is not None]
+        answers = read_calls(api, [(kind, (name,)) for kind in ("symbol_info", "symbol_info_tick") for name in symbols])
+        specs, ticks = answers[: len(symbols)], answers[len(symbols) :]
+        got.specs = [spec for spec in map(lookup, specs) if spec is not None]
+        got.ticks = [(name, tick) for name, tick in zip(symbols, map(lookup, ticks), strict=True) if tick is not None]
     got.calls_ms = (time.perf_counter() - started) * 1000
     return got
 

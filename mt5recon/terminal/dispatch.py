@@ -47,6 +47,9 @@ _POSITIONAL_PARAMS: dict[str, tuple[str, ...]] = {
 _DATETIME_PARAMS = frozenset({("history_deals_get", "date_from"), ("history_deals_get", "date_to")})
 _DICT_PARAMS = frozenset({("order_send", "request")})
 
+MAX_BATCH_CALLS = 1024
+"""Most read calls one batch may carry (a snapshot needs ~2 per symbol it quotes)."""
+
 OK = "ok"
 FAILED = "failed"
 
@@ -67,6 +70,10 @@ def _to_dict(name: str, value: object) -> dict[str, Any]:
     if type(value) is not tuple or not all(_is_pair(pair) for pair in value):
         raise ValueError(f"{name}: the request must be a tuple of (key, value) pairs")
     return dict(value)
+
+
+def _is_call(call: object) -> bool:
+    return type(call) is tuple and len(call) == 3 and type(call[0]) is str
 
 
 def _is_pair(pair: object) -> bool:
@@ -117,6 +124,25 @@ class CallDispatcher:
             return FAILED, None, (RES_E_INTERNAL_FAIL_TIMEOUT, busy)
         try:
             return self._invoke(name, function, call_args, call_kwargs)
+        finally:
+            self._lock.release()
+
+    def call_many(self, calls: object) -> tuple[Reply, ...]:
+        """Several read calls in one exchange, run in order under one hold of the lock, so no
+        other caller's call comes between them; each reply as `call` gives it. Only snapshot
+        reads may be batched (never order_send or the session calls)."""
+        if type(calls) is not tuple or len(calls) > MAX_BATCH_CALLS or not all(_is_call(c) for c in calls):
+            raise ValueError(f"calls must be a tuple of at most {MAX_BATCH_CALLS} (name, args, kwargs) triples")
+        prepared = []
+        for name, args, kwargs in calls:
+            if name not in READ_CALLS:
+                raise ValueError(f"refused in a batch: {name!r} is not a snapshot read")
+            prepared.append((name, self._resolve(name), *_decode_arguments(name, args, kwargs)))
+        if not self._lock.acquire(timeout=self._busy_timeout_secs):
+            busy = f"the terminal stayed busy for {self._busy_timeout_secs} s"
+            return tuple((FAILED, None, (RES_E_INTERNAL_FAIL_TIMEOUT, f"{name}: {busy}")) for name, *_ in prepared)
+        try:
+            return tuple(self._invoke(name, function, args, kwargs) for name, function, args, kwargs in prepared)
         finally:
             self._lock.release()
 

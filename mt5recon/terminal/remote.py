@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -136,6 +136,39 @@ class RemoteTerminal(ForwardedCalls):
     def _exchange(self, name: str, args: tuple[Any, ...], kwargs: tuple[Any, ...]) -> object:
         """Deliver one call in wire form and return the host's reply; raise TransportError."""
         raise NotImplementedError
+
+    def _exchange_many(self, calls: tuple[tuple[str, tuple[Any, ...], tuple[Any, ...]], ...]) -> object:
+        """Deliver several calls and return their replies in order; a transport without a batch
+        entry point delivers them one by one."""
+        return tuple(self._exchange(name, args, kwargs) for name, args, kwargs in calls)
+
+    def read_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[tuple[Any, ErrorPair]]:
+        """Snapshot reads in one exchange: each call's result (None when it failed) and the
+        terminal's last_error right after it. A transport failure fails every call with it."""
+        with self._lock:
+            try:
+                wire = tuple((name, _to_wire(args), ()) for name, args in calls)
+            except WireError as exc:
+                return self._all_failed(calls, RES_E_INVALID_PARAMS, str(exc))
+            try:
+                replies = self._exchange_many(wire)
+            except TransportError as exc:
+                return self._all_failed(calls, exc.code, exc.message)
+            except Exception as exc:
+                return self._all_failed(calls, RES_E_INTERNAL_FAIL, f"the host refused the batch: {exc}")
+            if type(replies) is not tuple or len(replies) != len(calls):
+                return self._all_failed(calls, RES_E_INTERNAL_FAIL_RECEIVE, "malformed batch reply")
+            answers = []
+            for (name, _), reply in zip(calls, replies, strict=True):
+                value = self._unpack(name, reply, None)
+                answers.append((value, self._error or (RES_E_INTERNAL_FAIL, "no error information")))
+            return answers
+
+    def _all_failed(
+        self, calls: Sequence[tuple[str, tuple[Any, ...]]], code: int, message: str
+    ) -> list[tuple[Any, ErrorPair]]:
+        self._fail(None, code, message)
+        return [(None, (code, f"{name}: {message}")) for name, _ in calls]
 
     def _call(
         self,
