@@ -373,6 +373,7 @@ class World:
             )
             with t("fetch: deal cache file"):
                 deal_cache.save(self.deal_file, deals)
+            del deals  # as the flow's fetch task lets it go once saved (the snapshot keeps its deals)
         with t("validate"):
             validated = pipeline.validate_cycle(snapshot, expected_raw, now=at)
         with t("match + classify"):

@@ -98,25 +98,21 @@ class DealCache:
         answered = set(snapshot.accounts.filter(pl.col("deals_ok"))["login"].to_list())
         fetched = snapshot.deals
         narrowed = _asked_frame([a for a in asked if a.since is not None and a.login in answered])
-        # kept deals older than what the terminal was just asked for; a kept deal it no longer shows
-        # from that point on is gone at the broker, as a full fetch would find
-        carried = (
-            self.deals.drop("fetched_at")
-            .join(narrowed, on="login", how="inner")
-            .filter((pl.col("time") >= pl.col("window_from")) & (pl.col("time") < pl.col("since")))
-            .join(fetched.select("login", "ticket"), on=["login", "ticket"], how="anti")
-            .select(list(frames.DEALS))
-        )
+        carried = _carried(self.deals, narrowed, fetched)
+        # the accounts not answered keep what they had; the rest of the loaded window is let go
+        # before the merge, so the fleet's window is not held three times at once
+        unanswered = pl.Series("login", [login for login in self.spans if login not in answered], dtype=pl.Int64)
+        self.deals = self.deals.filter(pl.col("login").is_in(unanswered.implode()))
         if carried.height:
-            order = pl.DataFrame(
-                {"login": [a.login for a in asked], "__order": range(len(asked))},
-                schema={"login": pl.Int64, "__order": pl.Int64},
-            )
-            # each account's kept deals come before its new ones, as the terminal lists them by time
+            position = {a.login: i for i, a in enumerate(asked)}
+            # each account's kept deals come before its new ones, as the terminal lists them by time;
+            # the order is one column, so the rows are moved once
             merged = (
                 pl.concat([carried, fetched], how="vertical")
-                .join(order, on="login", how="left", maintain_order="left")
-                .sort("__order", maintain_order=True)
+                .with_columns(
+                    pl.col("login").replace_strict(position, default=None, return_dtype=pl.Int64).alias("__order")
+                )
+                .sort("__order", maintain_order=True, nulls_last=True)
                 .drop("__order")
             )
             snapshot = replace(snapshot, deals=merged)
@@ -140,14 +136,33 @@ class DealCache:
             )
         new = pl.Series("login", list(keep), dtype=pl.Int64)
         old = pl.Series("login", list(kept_before), dtype=pl.Int64)
-        self.deals = pl.concat(
-            [
-                self.deals.filter(pl.col("login").is_in(old.implode())),
-                deals.filter(pl.col("login").is_in(new.implode())),
-            ],
-            how="vertical",
-        )
+        kept_old = self.deals.filter(pl.col("login").is_in(old.implode()))  # already only these (absorb)
+        fresh = deals["login"].is_in(new.implode()).fill_null(False)
+        # usually every account answered and is kept: the snapshot's frame is shared, not copied
+        kept_new = deals if fresh.all() else deals.filter(fresh)
+        self.deals = kept_new if kept_old.height == 0 else pl.concat([kept_old, kept_new], how="vertical")
         self.spans = spans
+
+
+def _carried(kept: pl.DataFrame, narrowed: pl.DataFrame, fetched: pl.DataFrame) -> pl.DataFrame:
+    """Kept deals older than what the terminal was just asked for. A kept deal it shows again is
+    taken from its answer. The cache is a whole fleet's window (~250 MB at 10,000 accounts), so
+    the rows are chosen by a mask built from per-login bounds and copied once."""
+    window_from = dict(zip(narrowed["login"].to_list(), narrowed["window_from"].to_list(), strict=True))
+    since = dict(zip(narrowed["login"].to_list(), narrowed["since"].to_list(), strict=True))
+    fetched_at = dict(zip(narrowed["login"].to_list(), narrowed["fetched_at"].to_list(), strict=True))
+
+    def per_login(values: dict[int, object], dtype: pl.DataType) -> pl.Expr:
+        return pl.col("login").replace_strict(values, default=None, return_dtype=dtype)
+
+    time_type = narrowed.schema["since"]
+    chosen = kept.filter(
+        (pl.col("time") >= per_login(window_from, time_type)) & (pl.col("time") < per_login(since, time_type))
+    ).with_columns(per_login(fetched_at, narrowed.schema["fetched_at"]).alias("fetched_at"))
+    keys = fetched.select("login", "ticket")
+    if chosen.select("login", "ticket").join(keys, on=["login", "ticket"], how="semi").height:
+        chosen = chosen.join(keys, on=["login", "ticket"], how="anti", maintain_order="left")
+    return chosen.select(list(frames.DEALS))
 
 
 def _asked_frame(asked: Sequence[Asked]) -> pl.DataFrame:

@@ -8,15 +8,20 @@ is not taken for gone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
 
 from mt5recon import frames
+from mt5recon.login_ranges import in_range, login_ranges
 from mt5recon.store import tables
 
 _PREVIOUS = "prev_"
+LOGINS_PER_PASS = 2_500
+"""Logins diffed at a time: the full join of a pass holds both versions of its rows, so a large
+fleet is diffed a range of logins at a time (the same rows as one pass, a bounded working set)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,22 @@ def track(
     )
 
 
+def _in_passes(
+    what: Tracked, scope: pl.DataFrame, one_pass: Callable[[int, int], ChangeSet], logins_per_pass: int
+) -> ChangeSet:
+    """`one_pass(first, last)` over consecutive login ranges of `scope`, joined and sorted as one
+    pass sorts its rows."""
+    ranges = login_ranges(scope, logins_per_pass) or [(0, -1)]  # no login: one empty pass
+    parts = [one_pass(first, last) for first, last in ranges]
+    if len(parts) == 1:
+        return parts[0]
+    return ChangeSet(
+        changes=pl.concat([p.changes for p in parts], how="vertical").sort(what.key),
+        upserts=pl.concat([p.upserts for p in parts], how="vertical").sort(what.key),
+        deletes=pl.concat([p.deletes for p in parts], how="vertical").sort(what.key),
+    )
+
+
 def positions_now(positions: pl.DataFrame, matches: pl.DataFrame) -> pl.DataFrame:
     """Validated positions keyed by login:identifier, with the bot trade(s) matched to each."""
     # a position is almost always one bot trade's: only tickets with several go through the
@@ -153,16 +174,33 @@ def track_positions(
     reconciled: pl.DataFrame,
     quarantined: pl.DataFrame,
     at: datetime,
+    logins_per_pass: int = LOGINS_PER_PASS,
 ) -> ChangeSet:
     """Position history for accounts reconciled this cycle; `quarantined`: login, identifier."""
     protected = quarantined.drop_nulls().select(
         pl.format("{}:{}", pl.col("login"), pl.col("identifier")).alias("position_key")
     )
-    return track(POSITIONS, previous, positions_now(positions, matches), scope=reconciled, protected=protected, at=at)
+
+    def one_pass(first: int, last: int) -> ChangeSet:
+        return track(
+            POSITIONS,
+            in_range(previous, first, last),
+            positions_now(in_range(positions, first, last), in_range(matches, first, last)),
+            scope=in_range(reconciled, first, last),
+            protected=protected,
+            at=at,
+        )
+
+    return _in_passes(POSITIONS, reconciled, one_pass, logins_per_pass)
 
 
 def track_trades(
-    previous: pl.DataFrame, expected: pl.DataFrame, *, quarantine: pl.DataFrame, at: datetime
+    previous: pl.DataFrame,
+    expected: pl.DataFrame,
+    *,
+    quarantine: pl.DataFrame,
+    at: datetime,
+    logins_per_pass: int = LOGINS_PER_PASS,
 ) -> ChangeSet:
     """What the bot expects, as a history: every login the source returned or held before."""
     rows = quarantine.filter(pl.col("frame") == "expected_trades")
@@ -171,6 +209,16 @@ def track_trades(
             "{}:{}", pl.col("raw").str.json_path_match("$.login"), pl.col("raw").str.json_path_match("$.trade_id")
         ).alias("trade_key")
     ).drop_nulls()
-    current = trades_now(expected)
-    scope = pl.concat([current.select("login"), previous.select("login")]).unique()
-    return track(TRADES, previous, current, scope=scope, protected=protected, at=at)
+    scope = pl.concat([expected.select("login"), previous.select("login")]).unique()
+
+    def one_pass(first: int, last: int) -> ChangeSet:
+        return track(
+            TRADES,
+            in_range(previous, first, last),
+            trades_now(in_range(expected, first, last)),
+            scope=in_range(scope, first, last),
+            protected=protected,
+            at=at,
+        )
+
+    return _in_passes(TRADES, scope, one_pass, logins_per_pass)

@@ -339,7 +339,9 @@ def validate_cycle(snapshot: Snapshot, expected_raw: pl.DataFrame, *, now: datet
 
 
 def reconcile_cycle(validated: ValidatedCycle, fleet: FleetConfig, *, as_of: datetime | None = None) -> ReconResult:
-    """Reconcile the validated frames; snapshots older than the fleet's stale limit at `as_of` are not."""
+    """Reconcile the validated frames; snapshots older than the fleet's stale limit at `as_of` are not.
+    A large fleet goes through the engine a range of logins at a time (the same result, a bounded
+    working set)."""
     v = validated.frames
     return reconcile(
         accounts=v["accounts"],

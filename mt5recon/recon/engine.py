@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import polars as pl
@@ -13,6 +13,7 @@ from mt5recon.recon import divergences as dv
 from mt5recon.recon.causes import missing_causes, reason_text
 from mt5recon.recon.inputs import NETTING_MODES, ReconInputs, WorkingFrames, working_frames
 from mt5recon.recon.instruments import normalized_symbol
+from mt5recon.recon.passes import ACCOUNTS_PER_PASS, Frames, by_login_range, in_accounts_order
 from mt5recon.tolerances import BreakPolicy, Tolerances
 
 # which bot trade is which broker position, by which stage, and how far apart they are
@@ -150,13 +151,48 @@ def reconcile(
     as_of: datetime | None = None,
     policy: BreakPolicy | None = None,
     health: pl.DataFrame | None = None,
+    accounts_per_pass: int = ACCOUNTS_PER_PASS,
 ) -> ReconResult:
     """Match and classify every account whose snapshot is complete and fresh at `as_of`.
 
     A failed or stale snapshot is reported as such and never read as a flat account; `health`
     (frames.HEALTH) adds the terminal's own view: disconnected from its server, or quotes too old.
+    A fleet larger than `accounts_per_pass` goes through in passes over login ranges (see
+    `passes`): the same result, a bounded working set.
     """
-    policy = policy or BreakPolicy()
+    frames: Frames = {
+        "accounts": accounts,
+        "positions": positions,
+        "deals": deals,
+        "symbols": symbols,
+        "expected_trades": expected_trades,
+        "quarantine": quarantine,
+        "health": health,
+    }
+    results = [
+        _reconcile_pass(part, tolerances, symbol_map=symbol_map, as_of=as_of, policy=policy or BreakPolicy())
+        for part in by_login_range(frames, accounts_per_pass)
+    ]
+    if len(results) == 1:
+        return results[0]
+    joined = {f.name: pl.concat([getattr(r, f.name) for r in results], how="vertical") for f in fields(ReconResult)}
+    for name in ("account_stats", "observed"):  # one row per account, in the accounts' order
+        joined[name] = in_accounts_order(joined[name], accounts)
+    return ReconResult(**joined)
+
+
+def _reconcile_pass(
+    frames: Frames,
+    tolerances: Tolerances,
+    *,
+    symbol_map: Mapping[str, str] | None,
+    as_of: datetime | None,
+    policy: BreakPolicy,
+) -> ReconResult:
+    """One pass of `reconcile` over the frames' accounts."""
+    accounts, positions, deals = _frame(frames, "accounts"), _frame(frames, "positions"), _frame(frames, "deals")
+    symbols, expected_trades = _frame(frames, "symbols"), _frame(frames, "expected_trades")
+    quarantine, health = frames["quarantine"], frames["health"]
     stale = snapshots.stale_accounts(
         accounts,
         as_of=as_of,
@@ -202,6 +238,13 @@ def reconcile(
         account_stats=_stats(work, matches, found),
         observed=_observed(accounts, work.reconcilable),
     )
+
+
+def _frame(frames: Frames, name: str) -> pl.DataFrame:
+    frame = frames[name]
+    if frame is None:
+        raise ValueError(f"the {name} frame is required")
+    return frame
 
 
 def _observed(accounts: pl.DataFrame, reconcilable: pl.DataFrame) -> pl.DataFrame:
