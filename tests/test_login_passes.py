@@ -65,7 +65,7 @@ def test_reconciling_in_passes_equals_one_pass_on_a_busy_simulated_fleet(seed: i
     seen_kinds: set[str] = set()
     stored_positions = pl.DataFrame(schema=POSITIONS_SCHEMA)
     stored_trades = pl.DataFrame(schema=TRADES_SCHEMA)
-    for cycle in range(12):
+    for cycle in range(8):
         sim.clock.advance(30.0)
         run = run_cycle(sim, config)
         v, at = run.validated, sim.now()
