@@ -629,27 +629,32 @@ class Book:
 
     # -- records -----------------------------------------------------------------------------
     def position_record(self, p: Position, off_ms: int = 0) -> TradePosition:
+        """The position as `positions_get` shows it. Built from a tuple in field order: every open
+        position is rebuilt on every call, and keyword construction cost twice as much."""
         cur = p.market_exit()
-        return TradePosition(
-            ticket=p.ticket,
-            time=(p.time_msc + off_ms) // 1000,
-            time_msc=p.time_msc + off_ms,
-            time_update=(p.time_update_msc + off_ms) // 1000,
-            time_update_msc=p.time_update_msc + off_ms,
-            type=p.type,
-            magic=p.magic,
-            identifier=p.identifier,
-            reason=p.reason,
-            volume=p.volume,
-            price_open=p.price_open,
-            sl=p.sl,
-            tp=p.tp,
-            price_current=cur,
-            swap=p.swap,
-            profit=round(p.profit_at(cur), 2),
-            symbol=p.symbol,
-            comment=p.comment,
-            external_id=p.external_id,
+        time_msc, update_msc = p.time_msc + off_ms, p.time_update_msc + off_ms
+        return TradePosition._make(
+            (
+                p.ticket,
+                time_msc // 1000,
+                time_msc,
+                update_msc // 1000,
+                update_msc,
+                p.type,
+                p.magic,
+                p.identifier,
+                p.reason,
+                p.volume,
+                p.price_open,
+                p.sl,
+                p.tp,
+                cur,
+                p.swap,
+                round(p.profit_at(cur), 2),
+                p.symbol,
+                p.comment,
+                p.external_id,
+            )
         )
 
     def order_record(self, o: PendingOrder, off_ms: int = 0) -> TradeOrder:
