@@ -63,7 +63,10 @@ def test_where_a_deals_call_starts(
 
 
 class CountedDeals:
-    """Adds up the deals each terminal sends."""
+    """Adds up the deals each terminal sends (no `read_many`: the fetch makes its calls one by
+    one through this wrapper, so every deals call is seen)."""
+
+    read_many = None
 
     def __init__(self, api: MT5Api, sent: list[int]) -> None:
         self._api, self._sent = api, sent

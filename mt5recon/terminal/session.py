@@ -17,7 +17,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ SESSION_LOST_CODES = frozenset(
     }
 )
 _OK = (c.RES_S_OK, "Success")
+_NOT_INITIALIZED = (c.RES_E_INTERNAL_FAIL_INIT, "not initialized, call initialize() first")
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ class SessionTerminal(ForwardedCalls):
         """Switch the live session's account (the session then serves the new one)."""
         with self._lock:
             if self._api is None or not self._live:
-                self._error = (c.RES_E_INTERNAL_FAIL_INIT, "not initialized, call initialize() first")
+                self._error = _NOT_INITIALIZED
                 return False
             ok = self._api.login(login, password, server, timeout)
             self._account = (login, server) if ok else self._account
@@ -188,7 +189,7 @@ class SessionTerminal(ForwardedCalls):
             if self._error is not None:
                 return self._error
             if self._api is None:
-                return (c.RES_E_INTERNAL_FAIL_INIT, "not initialized, call initialize() first")
+                return _NOT_INITIALIZED
             return error_pair(self._api.last_error())
 
     # -- calls --------------------------------------------------------------------------------------
@@ -202,6 +203,31 @@ class SessionTerminal(ForwardedCalls):
 
     def _forward(self, name: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> Any:
         return self._through(name, *args, **(kwargs or {}))
+
+    def read_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[tuple[Any, tuple[int, str]]]:
+        """Snapshot reads: each call's result and the last_error right after it. A terminal object
+        that takes a batch (a worker process) gets them in one round trip, any other one by one;
+        either way the answers are those of the same calls made one by one (a call that loses
+        the session drops it, and the calls after it fail as not initialized), except that a
+        worker that dies or stops answering fails the whole batch, as it fails one call."""
+        with self._lock:
+            batch = getattr(self._api, "read_many", None)
+            if not (self._live and callable(batch)):
+                return [self._read_one(name, args) for name, args in calls]
+            answers = list(batch(calls))
+            for index, (result, error) in enumerate(answers):
+                self._error = None if result is not None else error
+                if result is None and error[0] in SESSION_LOST_CODES:
+                    self._drop()
+                    later = len(answers) - index - 1
+                    answers[index + 1 :] = [(None, _NOT_INITIALIZED)] * later
+                    self._error = _NOT_INITIALIZED if later else error
+                    break
+            return answers
+
+    def _read_one(self, name: str, args: tuple[Any, ...]) -> tuple[Any, tuple[int, str]]:
+        result = self._through(name, *args)
+        return result, (self.last_error() if result is None else _OK)
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -223,7 +249,7 @@ class SessionTerminal(ForwardedCalls):
         with self._lock:
             api = self._api
             if api is None or not self._live:
-                self._error = (c.RES_E_INTERNAL_FAIL_INIT, "not initialized, call initialize() first")
+                self._error = _NOT_INITIALIZED
                 return None
             self._error = None
             result = getattr(api, name)(*args, **kwargs)

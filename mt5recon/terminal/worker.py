@@ -9,7 +9,10 @@ after fork) that hosts the module behind the same `CallDispatcher` as the bridge
 - every call has a deadline; a call that misses it kills the worker (the only way to stop
   a blocked MT5 call) and returns None with RES_E_INTERNAL_FAIL_TIMEOUT, like an IPC timeout;
 - a worker that dies mid-call gives RES_E_INTERNAL_FAIL_CONNECT; the next call starts a new one;
-- only plain data crosses the pipe, in the bridge's wire form.
+- only plain data crosses the pipe, in the bridge's wire form;
+- a snapshot's reads may cross as one batch (`read_many`): one round trip instead of one per
+  call, each call with its own reply and last_error, and the batch's deadline the sum of its
+  calls' deadlines.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ OFFICIAL_MODULE = "MetaTrader5"
 _READY = "ready"
 _BROKEN = "broken"  # the worker cannot host the module, or refused a call: (_BROKEN, reason)
 _STOP = None  # sent to ask the worker to exit
+_BATCH = "call_many"  # (_BATCH, calls): snapshot reads answered in one reply
 
 
 def serve_module(module_name: str, conn: Connection) -> None:
@@ -50,7 +54,8 @@ def serve_module(module_name: str, conn: Connection) -> None:
         if message is _STOP:
             return
         try:
-            reply: object = dispatcher.call(*message)
+            batch = type(message) is tuple and len(message) == 2 and message[0] == _BATCH
+            reply: object = dispatcher.call_many(message[1]) if batch else dispatcher.call(*message)
         except Exception as exc:  # refused (not allow-listed, not plain data): the caller's mistake
             reply = (_BROKEN, str(exc))
         conn.send(reply)
@@ -95,23 +100,31 @@ class ProcessTerminal(RemoteTerminal):
             self._stop()
 
     def _exchange(self, name: str, args: tuple[Any, ...], kwargs: tuple[Any, ...]) -> object:
+        return self._round_trip((name, args, kwargs), name, self.call_timeout_secs)
+
+    def _exchange_many(self, calls: tuple[tuple[str, tuple[Any, ...], tuple[Any, ...]], ...]) -> object:
+        label = f"a batch of {len(calls)} calls"
+        return self._round_trip((_BATCH, calls), label, self.call_timeout_secs * max(1, len(calls)))
+
+    def _round_trip(self, message: object, label: str, timeout_secs: float) -> object:
+        """Send one message to the worker and wait for its reply, at most `timeout_secs`."""
         conn = self._worker()
         try:
-            conn.send((name, args, kwargs))
+            conn.send(message)
         except OSError as exc:
             self._stop()
-            raise TransportError(RES_E_INTERNAL_FAIL_CONNECT, f"{name}: the terminal worker is gone: {exc}") from exc
-        if not conn.poll(self.call_timeout_secs):
+            raise TransportError(RES_E_INTERNAL_FAIL_CONNECT, f"{label}: the terminal worker is gone: {exc}") from exc
+        if not conn.poll(timeout_secs):
             self._stop()  # the call is blocked inside the terminal: only ending the process stops it
-            silent = f"{name}: no answer within {self.call_timeout_secs:g} s; the terminal worker was stopped"
+            silent = f"{label}: no answer within {timeout_secs:g} s; the terminal worker was stopped"
             raise TransportError(RES_E_INTERNAL_FAIL_TIMEOUT, silent)
         try:
             reply = conn.recv()
         except (EOFError, OSError) as exc:
             self._stop()
-            raise TransportError(RES_E_INTERNAL_FAIL_CONNECT, f"{name}: the terminal worker died mid-call") from exc
+            raise TransportError(RES_E_INTERNAL_FAIL_CONNECT, f"{label}: the terminal worker died mid-call") from exc
         if type(reply) is tuple and len(reply) == 2 and reply[0] == _BROKEN:
-            raise TransportError(RES_E_INTERNAL_FAIL, f"{name}: refused: {reply[1]}")
+            raise TransportError(RES_E_INTERNAL_FAIL, f"{label}: refused: {reply[1]}")
         return reply
 
     def _worker(self) -> Connection:
