@@ -15,7 +15,7 @@ A cycle is the flow's steps (`flows/reconcile.py`) called as plain functions, ea
 
     read expected     the bot's SQLite database -> frame (`read_expected_trades`)
     fetch             `pipeline.fetch_fleet` over every terminal + the breakers' update + the deal
-                      cache's file read and written (`deal_cache.load/save`, as the flow's fetch task)
+                      cache's folder read and written (`deal_segments.load/save`, as the flow's fetch task)
     validate          `pipeline.validate_cycle`
     match + classify  `pipeline.reconcile_cycle` (the engine)
     load state        waiting for `tasks.io.load_state` (`open_reader` + `read_stored_state` of the
@@ -69,7 +69,7 @@ import polars as pl
 
 import schemas
 from bench.recon_engine import in_fresh_process, load_average, machine_lines, table
-from mt5recon import deal_cache, pipeline
+from mt5recon import deal_segments, pipeline
 from mt5recon.fleet import (
     AccountConfig,
     ConnectorConfig,
@@ -309,7 +309,7 @@ class World:
         Store.open(self.store).close()  # the lake exists and is migrated before the first cycle
         self.store_secs = time.perf_counter() - started
         self.bot_db = self.home / BOT_DB
-        self.deal_file = self.home / "state" / "deals-bench.parquet"  # as the flow keeps it between runs
+        self.deal_file = self.home / "state" / "deals-bench"  # as the flow keeps it between runs
         self.bot_db.parent.mkdir(parents=True, exist_ok=True)
         self.step_secs: list[float] = []
         self.bot_write_secs: list[float] = []
@@ -359,7 +359,7 @@ class World:
             expected_raw = read_expected_trades(fleet.expected_trades, self.home, store=self.store)
         with t("fetch"):
             with t("fetch: deal cache file"):
-                deals = deal_cache.load(self.deal_file)
+                deals = deal_segments.load(self.deal_file)
             snapshot, fetch_ms, self.book = pipeline.fetch_with_breakers(
                 fleet,
                 fetched_at=at,
@@ -372,7 +372,7 @@ class World:
                 deals=deals,
             )
             with t("fetch: deal cache file"):
-                deal_cache.save(self.deal_file, deals)
+                deal_segments.save(self.deal_file, deals)
             del deals  # as the flow's fetch task lets it go once saved (the snapshot keeps its deals)
         with t("validate"):
             validated = pipeline.validate_cycle(snapshot, expected_raw, now=at)

@@ -42,8 +42,8 @@ def breaker_book(home: Path, fleet_name: str) -> Path:
 
 
 def deal_cache(home: Path, fleet_name: str) -> Path:
-    """Where earlier cycles' deals are kept between runs (one file per fleet or shard)."""
-    return home / "state" / f"deals-{fleet_name}.parquet"
+    """Where earlier cycles' deals are kept between runs (one folder per fleet or shard)."""
+    return home / "state" / f"deals-{fleet_name}"
 
 
 def _scheduled_time() -> datetime:

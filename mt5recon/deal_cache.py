@@ -9,30 +9,23 @@ recordings and replays see no difference.
 
 Safe by construction. A request is narrowed only where the cache covers the window's start, was
 filled by a deals call that answered under the same server clock, and holds only deals with a
-ticket and a time. Anything else is a full fetch for that account: no cache file, a new account, a
+ticket and a time. Anything else is a full fetch for that account: no cache, a new account, a
 window reaching further back, a failed call, a malformed deal. Every `deals_full_refresh_secs` an
 account is fetched whole again, so a deal the broker books with a time older than the overlap is
-seen within that time. The cache is a file beside the breaker book: losing it costs one full fetch.
+seen within that time. Between runs the cache is a folder beside the breaker book
+(`mt5recon.deal_segments`): losing it costs one full fetch.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 
 import polars as pl
 
 from mt5recon import frames
 from mt5recon.snapshot import Snapshot
-
-_COVERAGE_KEY = "mt5recon.deal_coverage"
-_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -69,12 +62,60 @@ class Asked:
     server_offset_secs: int
 
 
-class DealCache:
-    """The deals of earlier cycles (raw, as the terminal sent them) and each account's span."""
+@dataclass(frozen=True)
+class Segment:
+    """One file of the cache's folder: the deals one cycle added (or a compaction's whole cache),
+    and the cuts that cycle made."""
 
-    def __init__(self, deals: pl.DataFrame | None = None, spans: dict[int, Span] | None = None) -> None:
+    seq: int
+    deals_file: str | None
+    cuts_file: str | None
+    rows: int
+
+
+@dataclass
+class OnDisk:
+    """What the cache's folder held when it was loaded: its segments, and per account the first
+    segment its deals are read from (`base_seq`: its last full fetch or compaction) and its last cut."""
+
+    segments: list[Segment]
+    next_seq: int
+    base_seq: dict[int, int]
+    last_cut: dict[int, datetime]
+
+    @property
+    def rows(self) -> int:
+        return sum(segment.rows for segment in self.segments)
+
+
+@dataclass
+class Change:
+    """What this cycle changed, as one segment can record it: the deals the terminals sent for
+    the kept accounts, where each narrowed account's answer starts (older segments' deals of that
+    account from there on are replaced by it) and which accounts were fetched whole."""
+
+    deals: pl.DataFrame
+    cuts: dict[int, datetime]
+    whole: set[int]
+    irregular: bool = False  # something only a whole rewrite records (a kept deal sent again, ...)
+
+
+class DealCache:
+    """The deals of earlier cycles (raw, as the terminal sent them) and each account's span.
+
+    `on_disk` and `change` are for the folder (`mt5recon.deal_segments`): what it held when
+    loaded, and what `absorb` changed since."""
+
+    def __init__(
+        self,
+        deals: pl.DataFrame | None = None,
+        spans: dict[int, Span] | None = None,
+        on_disk: OnDisk | None = None,
+    ) -> None:
         self.deals = deals if deals is not None else frames.empty("deals")
         self.spans = spans if spans is not None else {}
+        self.on_disk = on_disk
+        self.change: Change | None = None
 
     def since(
         self, login: int, window_from: datetime, fetched_at: datetime, server_offset_secs: int, policy: DealPolicy
@@ -98,7 +139,7 @@ class DealCache:
         answered = set(snapshot.accounts.filter(pl.col("deals_ok"))["login"].to_list())
         fetched = snapshot.deals
         narrowed = _asked_frame([a for a in asked if a.since is not None and a.login in answered])
-        carried = _carried(self.deals, narrowed, fetched)
+        carried, sent_again = _carried(self.deals, narrowed, fetched)
         # the accounts not answered keep what they had; the rest of the loaded window is let go
         # before the merge, so the fleet's window is not held three times at once
         unanswered = pl.Series("login", [login for login in self.spans if login not in answered], dtype=pl.Int64)
@@ -116,12 +157,20 @@ class DealCache:
                 .drop("__order")
             )
             snapshot = replace(snapshot, deals=merged)
-        self._keep(snapshot.deals, [a for a in asked if a.login in answered], answered)
+        kept = self._keep(snapshot.deals, [a for a in asked if a.login in answered], answered)
+        self.change = Change(
+            deals=fetched if set(kept) >= answered else fetched.filter(pl.col("login").is_in(list(kept))),
+            cuts={a.login: a.since.replace(microsecond=0) for a in kept.values() if a.since is not None},
+            whole={a.login for a in kept.values() if a.since is None},
+            # absorbed twice between saves: one segment cannot hold both cycles' changes
+            irregular=sent_again or self.change is not None,
+        )
         return snapshot
 
-    def _keep(self, deals: pl.DataFrame, answered_asks: list[Asked], answered: set[int]) -> None:
+    def _keep(self, deals: pl.DataFrame, answered_asks: list[Asked], answered: set[int]) -> dict[int, Asked]:
         """This cycle's windows replace the answered accounts' entries; an account with a deal
-        lacking a ticket or a time is not kept (its next fetch is a full one)."""
+        lacking a ticket or a time is not kept (its next fetch is a full one). Returns the kept
+        accounts' requests."""
         malformed = set(deals.filter(pl.col("ticket").is_null() | pl.col("time").is_null())["login"].to_list())
         keep = {a.login: a for a in answered_asks if a.login not in malformed}
         kept_before = {login: span for login, span in self.spans.items() if login not in answered}
@@ -142,12 +191,13 @@ class DealCache:
         kept_new = deals if fresh.all() else deals.filter(fresh)
         self.deals = kept_new if kept_old.height == 0 else pl.concat([kept_old, kept_new], how="vertical")
         self.spans = spans
+        return keep
 
 
-def _carried(kept: pl.DataFrame, narrowed: pl.DataFrame, fetched: pl.DataFrame) -> pl.DataFrame:
-    """Kept deals older than what the terminal was just asked for. A kept deal it shows again is
-    taken from its answer. The cache is a whole fleet's window (~250 MB at 10,000 accounts), so
-    the rows are chosen by a mask built from per-login bounds and copied once."""
+def _carried(kept: pl.DataFrame, narrowed: pl.DataFrame, fetched: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
+    """Kept deals older than what the terminal was just asked for, and whether it showed one of
+    them again (that one is taken from its answer). The cache is a whole fleet's window (~250 MB
+    at 10,000 accounts), so the rows are chosen by a mask built from per-login bounds and copied once."""
     window_from = dict(zip(narrowed["login"].to_list(), narrowed["window_from"].to_list(), strict=True))
     since = dict(zip(narrowed["login"].to_list(), narrowed["since"].to_list(), strict=True))
     fetched_at = dict(zip(narrowed["login"].to_list(), narrowed["fetched_at"].to_list(), strict=True))
@@ -160,9 +210,10 @@ def _carried(kept: pl.DataFrame, narrowed: pl.DataFrame, fetched: pl.DataFrame) 
         (pl.col("time") >= per_login(window_from, time_type)) & (pl.col("time") < per_login(since, time_type))
     ).with_columns(per_login(fetched_at, narrowed.schema["fetched_at"]).alias("fetched_at"))
     keys = fetched.select("login", "ticket")
-    if chosen.select("login", "ticket").join(keys, on=["login", "ticket"], how="semi").height:
+    sent_again = chosen.select("login", "ticket").join(keys, on=["login", "ticket"], how="semi").height > 0
+    if sent_again:
         chosen = chosen.join(keys, on=["login", "ticket"], how="anti", maintain_order="left")
-    return chosen.select(list(frames.DEALS))
+    return chosen.select(list(frames.DEALS)), sent_again
 
 
 def _asked_frame(asked: Sequence[Asked]) -> pl.DataFrame:
@@ -177,62 +228,3 @@ def _asked_frame(asked: Sequence[Asked]) -> pl.DataFrame:
         },
         schema={"login": pl.Int64, "fetched_at": frames.UTC_US, "window_from": frames.UTC_MS, "since": frames.UTC_MS},
     )
-
-
-# ---------------------------------------------------------------- the file between runs
-
-
-def load(path: Path) -> DealCache:
-    """The cache a previous run saved; a missing, unreadable or foreign file is an empty cache."""
-    try:
-        meta = pl.read_parquet_metadata(path)
-        stored = json.loads(meta[_COVERAGE_KEY])
-        if stored.get("format") != _FORMAT:
-            return DealCache()
-        deals = pl.read_parquet(path)
-        if deals.schema != frames.DEALS:
-            return DealCache()
-        spans = {int(login): _span(values) for login, values in stored["spans"].items()}
-    except (OSError, KeyError, ValueError, TypeError, pl.exceptions.PolarsError):
-        return DealCache()
-    return DealCache(deals, spans)
-
-
-def save(path: Path, cache: DealCache) -> None:
-    """Write the cache whole, atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    coverage = {
-        "format": _FORMAT,
-        "spans": {str(login): _span_values(span) for login, span in cache.spans.items()},
-    }
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        cache.deals.write_parquet(temp, compression="lz4", metadata={_COVERAGE_KEY: json.dumps(coverage)})
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-def _span_values(span: Span) -> list[int]:
-    return [
-        _micros(span.covered_from),
-        _micros(span.covered_to),
-        span.server_offset_secs,
-        _micros(span.refreshed_at),
-    ]
-
-
-def _span(values: list[int]) -> Span:
-    covered_from, covered_to, offset, refreshed_at = values
-    return Span(_instant(covered_from), _instant(covered_to), int(offset), _instant(refreshed_at))
-
-
-def _micros(at: datetime) -> int:
-    return (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-
-def _instant(micros: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(micros))

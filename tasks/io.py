@@ -11,8 +11,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mt5recon import pipeline
-from mt5recon.deal_cache import load as load_deals
-from mt5recon.deal_cache import save as save_deals
+from mt5recon.deal_segments import load as load_deals
+from mt5recon.deal_segments import save as save_deals
 from mt5recon.fleet import FleetConfig
 from mt5recon.guards.protect import execute_closes
 from mt5recon.snapshot import Snapshot
@@ -64,7 +64,7 @@ def fetch_snapshots(
     """Fan-out over terminals happens inside (one task per cycle, not per account); a failing
     terminal is recorded as that account's failure rather than retried here, and its circuit
     breaker (kept in `breaker_book` between runs) decides whether the next cycles call it.
-    Earlier cycles' deals (`deal_cache`, a file between runs) narrow each deals call to what is new."""
+    Earlier cycles' deals (`deal_cache`, a folder between runs) narrow each deals call to what is new."""
     deals = load_deals(deal_cache)
     snapshot, fetch_ms, book = pipeline.fetch_with_breakers(
         fleet,
