@@ -16,7 +16,8 @@ A cycle is the flow's steps (`flows/reconcile.py`) called as plain functions, ea
     read expected     the bot's SQLite database -> frame (`read_expected_trades`)
     fetch             `pipeline.fetch_fleet` over every terminal + the breakers' update + the deal
                       cache's folder read and written (`deal_segments.load/save`, as the flow's fetch task)
-    validate          `pipeline.validate_cycle`
+    validate          `pipeline.validate_expected` (the bot's trades, before the fetch, as the flow
+                      does) + `pipeline.validate_cycle`
     match + classify  `pipeline.reconcile_cycle` (the engine)
     load state        waiting for `tasks.io.load_state` (`open_reader` + `read_stored_state` of the
                       active breaks, started in a thread before "read expected", as the flow submits
@@ -357,6 +358,8 @@ class World:
         state_read = self.reader.submit(_timed_call, load_state.fn, self.store, self.logins, Scope(name=fleet.name))
         with t("read expected"):
             expected_raw = read_expected_trades(fleet.expected_trades, self.home, store=self.store)
+        with t("validate"):  # the bot's trades, before the fetch (as the flow does)
+            expected = pipeline.validate_expected(expected_raw, now=at)
         with t("fetch"):
             with t("fetch: deal cache file"):
                 deals = deal_segments.load(self.deal_file)
@@ -364,7 +367,7 @@ class World:
                 fleet,
                 fetched_at=at,
                 open_terminal=self.opener,
-                expected_raw=expected_raw,
+                expected_raw=expected.valid,
                 book=self.book,
                 concurrency=self.job.concurrency,
                 deadline_secs=self.job.deadline_secs,
@@ -375,7 +378,7 @@ class World:
                 deal_segments.save(self.deal_file, deals)
             del deals  # as the flow's fetch task lets it go once saved (the snapshot keeps its deals)
         with t("validate"):
-            validated = pipeline.validate_cycle(snapshot, expected_raw, now=at)
+            validated = pipeline.validate_cycle(snapshot, expected_raw, now=at, expected=expected)
         with t("match + classify"):
             recon_started = time.perf_counter()
             result = pipeline.reconcile_cycle(validated, fleet, as_of=at)

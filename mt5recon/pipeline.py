@@ -87,6 +87,7 @@ def fetch_fleet(
 ) -> tuple[Snapshot, float]:
     """Snapshot every account in parallel (bounded); returns the snapshot and the fetch time in ms.
     `timed(stage)` wraps its two parts (answers: the terminals' calls; frames: building them).
+    `expected_raw`: the bot's trades as read, or their valid rows (`validate_expected`).
 
     Deals are fetched from the lookback window, or from the bot's oldest open trade when that is
     older (so a netting trade's entry deal, the evidence of its slippage, never slides out of view),
@@ -322,10 +323,23 @@ class ValidatedCycle:
     health: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=frames.HEALTH))
 
 
-def validate_cycle(snapshot: Snapshot, expected_raw: pl.DataFrame, *, now: datetime) -> ValidatedCycle:
-    """Validate every frame; rows on symbols the terminal does not know are quarantined too."""
+def validate_expected(expected_raw: pl.DataFrame, *, now: datetime) -> Validated:
+    """The bot's trades validated before the fetch. The fetch reads the valid rows' open times
+    and symbols, and `validate_cycle` takes the result as it is: a text timestamp is parsed once
+    a cycle, not twice (~0.3 s at 10,000 accounts)."""
+    return validate_frame("expected_trades", expected_raw, now=now)
+
+
+def validate_cycle(
+    snapshot: Snapshot, expected_raw: pl.DataFrame, *, now: datetime, expected: Validated | None = None
+) -> ValidatedCycle:
+    """Validate every frame; rows on symbols the terminal does not know are quarantined too.
+    `expected`: `validate_expected(expected_raw, now=now)` when the caller already has it."""
     inputs = {**snapshot.frames(), "expected_trades": expected_raw}
-    checked: dict[str, Validated] = {name: validate_frame(name, frame, now=now) for name, frame in inputs.items()}
+    checked: dict[str, Validated] = {
+        name: validate_frame(name, frame, now=now) for name, frame in inputs.items() if name != "expected_trades"
+    }
+    checked["expected_trades"] = expected if expected is not None else validate_expected(expected_raw, now=now)
     symbols = checked["symbols"].valid
     for name in ("positions", "orders"):
         checked[name] = quarantine_unknown_symbols(name, checked[name], symbols, column="symbol", now=now)

@@ -52,11 +52,12 @@ def run_cycle(sim: SimFleet, config: FleetConfig | None = None) -> CycleRun:
     config = config or sim_fleet_config(sim)
     at = sim.now()
     expected_raw = read_expected_trades(config.expected_trades, Path("."))
+    expected = pipeline.validate_expected(expected_raw, now=at)
     snapshot, _ = pipeline.fetch_fleet(
         config,
         fetched_at=at,
         open_terminal=open_terminal,
-        expected_raw=expected_raw,
+        expected_raw=expected.valid,
     )
-    validated = pipeline.validate_cycle(snapshot, expected_raw, now=at)
+    validated = pipeline.validate_cycle(snapshot, expected_raw, now=at, expected=expected)
     return CycleRun(snapshot, expected_raw, validated, pipeline.reconcile_cycle(validated, config))
