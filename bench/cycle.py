@@ -17,7 +17,7 @@ A cycle is the flow's steps (`flows/reconcile.py`) called as plain functions, ea
     fetch             `pipeline.fetch_fleet` over every terminal + the breakers' update + the deal
                       cache's folder read and written (`deal_segments.load/save`, as the flow's fetch task)
     validate          `pipeline.validate_expected` (the bot's trades, before the fetch, as the flow
-                      does) + `pipeline.validate_cycle`
+                      does) + `pipeline.validate_fetched` (the snapshot's frames)
     match + classify  `pipeline.reconcile_cycle` (the engine)
     load state        waiting for `tasks.io.load_state` (`open_reader` + `read_stored_state` of the
                       active breaks, started in a thread before "read expected", as the flow submits
@@ -358,8 +358,9 @@ class World:
         state_read = self.reader.submit(_timed_call, load_state.fn, self.store, self.logins, Scope(name=fleet.name))
         with t("read expected"):
             expected_raw = read_expected_trades(fleet.expected_trades, self.home, store=self.store)
-        with t("validate"):  # the bot's trades, before the fetch (as the flow does)
+        with t("validate"):  # the bot's trades, before the fetch; the rows as read go (as in the flow)
             expected = pipeline.validate_expected(expected_raw, now=at)
+            del expected_raw
         with t("fetch"):
             with t("fetch: deal cache file"):
                 deals = deal_segments.load(self.deal_file)
@@ -378,7 +379,7 @@ class World:
                 deal_segments.save(self.deal_file, deals)
             del deals  # as the flow's fetch task lets it go once saved (the snapshot keeps its deals)
         with t("validate"):
-            validated = pipeline.validate_cycle(snapshot, expected_raw, now=at, expected=expected)
+            validated = pipeline.validate_fetched(snapshot, expected, now=at)
         with t("match + classify"):
             recon_started = time.perf_counter()
             result = pipeline.reconcile_cycle(validated, fleet, as_of=at)
@@ -427,7 +428,7 @@ class World:
             "deleted": {
                 k.removesuffix(":deleted"): v for k, v in committed.row_counts.items() if k.endswith(":deleted")
             },
-            "expected_rows": expected_raw.height,
+            "expected_rows": expected.rows_in,
             "summary": {k: v for k, v in summary.items() if isinstance(v, int | float) or v is None},
         }
 

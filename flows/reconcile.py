@@ -79,9 +79,11 @@ async def reconcile_fleet(fleet_file: str | None = None, shard: int = 0, shards:
     store = settings.store_config()
     # the stored state needs nothing from the terminals: it is read while they answer
     state_read = load_state.submit(store, [a.login for a in fleet.accounts], scope)
-    expected_raw = shard_expected_trades(load_expected_trades(fleet, home, store), scope)
-    # validated first: the fetch reads the valid trades' parsed open times (how far back deals go)
-    expected = pipeline.validate_expected(expected_raw, now=started_at)
+    # validated first: the fetch reads the valid trades' parsed open times (how far back deals
+    # go); the rows as read are not kept past this line
+    expected = pipeline.validate_expected(
+        shard_expected_trades(load_expected_trades(fleet, home, store), scope), now=started_at
+    )
     snapshot, fetch_ms = fetch_snapshots(
         fleet,
         started_at,
@@ -91,7 +93,7 @@ async def reconcile_fleet(fleet_file: str | None = None, shard: int = 0, shards:
         breaker_book(home, fleet.name),
         deal_cache(home, fleet.name),
     )
-    validated, result, reconcile_ms = reconcile(snapshot, expected_raw, fleet, started_at, datetime.now(UTC), expected)
+    validated, result, reconcile_ms = reconcile(snapshot, expected, fleet, started_at, datetime.now(UTC))
     stored = state_read.result()
     returning = unseen_break_ids(stored, pipeline.cycle_break_ids(result))  # new, or resolved and back
     if returning:

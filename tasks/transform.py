@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -14,21 +13,15 @@ from mt5recon import pipeline
 from mt5recon.fleet import FleetConfig
 from mt5recon.recon.engine import ReconResult
 from mt5recon.snapshot import Snapshot
-from mt5recon.validation import Validated
 
 
 @task(name="validate-and-reconcile", cache_policy=NO_CACHE)
 def reconcile(
-    snapshot: Snapshot,
-    expected_raw: pl.DataFrame,
-    fleet: FleetConfig,
-    fetched_at: datetime,
-    as_of: datetime,
-    expected: Validated | None = None,
+    snapshot: Snapshot, expected: pipeline.CheckedExpected, fleet: FleetConfig, fetched_at: datetime, as_of: datetime
 ) -> tuple[pipeline.ValidatedCycle, ReconResult, float]:
-    """Quarantine bad rows, then match and classify (snapshots too old at `as_of` are stale);
-    returns the reconcile time in ms too. `expected`: the bot's trades validated before the fetch."""
-    validated = pipeline.validate_cycle(snapshot, expected_raw, now=fetched_at, expected=expected)
+    """Quarantine bad rows (the bot's trades were validated before the fetch), then match and
+    classify (snapshots too old at `as_of` are stale); returns the reconcile time in ms too."""
+    validated = pipeline.validate_fetched(snapshot, expected, now=fetched_at)
     started = time.perf_counter()
     result = pipeline.reconcile_cycle(validated, fleet, as_of=as_of)
     return validated, result, (time.perf_counter() - started) * 1000

@@ -59,5 +59,5 @@ def run_cycle(sim: SimFleet, config: FleetConfig | None = None) -> CycleRun:
         open_terminal=open_terminal,
         expected_raw=expected.valid,
     )
-    validated = pipeline.validate_cycle(snapshot, expected_raw, now=at, expected=expected)
+    validated = pipeline.validate_fetched(snapshot, expected, now=at)
     return CycleRun(snapshot, expected_raw, validated, pipeline.reconcile_cycle(validated, config))

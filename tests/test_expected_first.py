@@ -125,7 +125,7 @@ def test_validating_the_trades_first_changes_nothing_the_cycle_produces(tmp_path
             new_snapshot, _ = pipeline.fetch_fleet(
                 config, fetched_at=at, open_terminal=open_terminal, expected_raw=expected.valid
             )
-            new = pipeline.validate_cycle(new_snapshot, raw, now=at, expected=expected)
+            new = pipeline.validate_fetched(new_snapshot, expected, now=at)
 
             for name, frame in old_snapshot.frames().items():
                 assert_frame_equal(new_snapshot.frames()[name], frame)
