@@ -99,7 +99,7 @@ STAGES = (
     "fetch",
     "fetch: terminals' CPU",
     "fetch: frames",
-    "fetch: deal cache file",
+    "fetch: deal cache folder",
     "validate",
     "match + classify",
     "load state",
@@ -362,7 +362,7 @@ class World:
             expected = pipeline.validate_expected(expected_raw, now=at)
             del expected_raw
         with t("fetch"):
-            with t("fetch: deal cache file"):
+            with t("fetch: deal cache folder"):
                 deals = deal_segments.load(self.deal_file)
             snapshot, fetch_ms, self.book = pipeline.fetch_with_breakers(
                 fleet,
@@ -375,7 +375,7 @@ class World:
                 timed=lambda part: t("fetch: frames") if part == "frames" else contextlib.nullcontext(),
                 deals=deals,
             )
-            with t("fetch: deal cache file"):
+            with t("fetch: deal cache folder"):
                 deal_segments.save(self.deal_file, deals)
             del deals  # as the flow's fetch task lets it go once saved (the snapshot keeps its deals)
         with t("validate"):

@@ -1,8 +1,9 @@
 """The deal cache between runs: a folder of append-only segments, compacted now and then.
 
 Each cycle adds one small segment (the deals the terminals just sent) instead of rewriting the
-whole cache: at 10,000 accounts the cache is ~1.9 M deals (~70 MB of Parquet), while a cycle sends
-a few deals per account. Rewriting it every 10 seconds would write ~600 GB a day.
+whole cache: at 10,000 accounts the cache is 1.85 M deals (71 MB of Parquet) and a cycle's segment
+34,000 (1.4 MB). Rewriting the whole cache every 10 seconds wrote ~620 GB a day; segments, their
+manifest and a rewrite every 32 cycles write ~39 GB.
 
 How the folder is read back. An account's deals come from the segments from its `base_seq` on
 (its last full fetch, or the last compaction). A cycle that asked a terminal only from `since`

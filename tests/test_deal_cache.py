@@ -82,18 +82,19 @@ class CountedDeals:
 
 
 @pytest.mark.parametrize(
-    ("description", "max_segments", "dead_share", "refresh_secs", "later_overlap_secs"),
+    ("description", "cycles", "max_segments", "dead_share", "refresh_secs", "later_overlap_secs"),
     [
-        ("the default folder: segments appended, rewritten whole when due", deal_segments.MAX_SEGMENTS, deal_segments.DEAD_SHARE, 3600, None),
-        ("rewritten whole every third cycle", 3, deal_segments.DEAD_SHARE, 3600, None),
-        ("never rewritten for its dead deals, only for its segments", 12, 1e9, 3600, None),
-        ("accounts fetched whole every minute between rewrites", 40, 1e9, 60, None),
-        ("the overlap raised from 60 to 300 s half-way", 40, 1e9, 3600, 300),
+        ("the default folder: segments appended, rewritten whole when due", 40, deal_segments.MAX_SEGMENTS, deal_segments.DEAD_SHARE, 3600, None),
+        ("rewritten whole every third cycle", 12, 3, deal_segments.DEAD_SHARE, 3600, None),
+        ("never rewritten for its dead deals, only for its segments", 16, 6, 1e9, 3600, None),
+        ("accounts fetched whole every minute between rewrites", 20, 40, 1e9, 60, None),
+        ("the overlap raised from 60 to 300 s half-way", 24, 40, 1e9, 3600, 300),
     ],
 )  # fmt: skip
-def test_forty_cycles_of_a_trading_fleet_give_the_full_fetch_window_every_cycle(
+def test_cycles_of_a_trading_fleet_give_the_full_fetch_window_every_cycle(
     tmp_path: Path,
     description: str,
+    cycles: int,
     max_segments: int,
     dead_share: float,
     refresh_secs: int,
@@ -122,9 +123,9 @@ def test_forty_cycles_of_a_trading_fleet_give_the_full_fetch_window_every_cycle(
 
     use_in_process_fleet(sim)
     try:
-        for cycle in range(40):
+        for cycle in range(cycles):
             sim.clock.advance(10.0)
-            if cycle == 20 and later_overlap_secs is not None:
+            if cycle == cycles // 2 and later_overlap_secs is not None:
                 fleet = fleet.model_copy(update={"deals_overlap_secs": later_overlap_secs})
             at, expected = sim.now(), sim.expected_trades()
             if cycle % 7 == 3:
@@ -149,8 +150,8 @@ def test_forty_cycles_of_a_trading_fleet_give_the_full_fetch_window_every_cycle(
     )
     assert len(deal_segments.segment_files(folder)) <= 2 * max_segments, f"{description}: replaced files are removed"
     if later_overlap_secs is None:
-        assert max(segments_held) == min(max_segments, 40), f"{description}: a segment per cycle ({segments_held})"
-    if max_segments < 40 or later_overlap_secs is not None:
+        assert max(segments_held) == min(max_segments, cycles), f"{description}: a segment per cycle ({segments_held})"
+    if max_segments < cycles or later_overlap_secs is not None:
         assert 1 in segments_held[1:], f"{description}: rewritten whole at times ({segments_held})"
 
 
