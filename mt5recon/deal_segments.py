@@ -6,12 +6,13 @@ whole cache: at 10,000 accounts the cache is 1.85 M deals (71 MB of Parquet) and
 manifest and a rewrite every 32 cycles write ~39 GB.
 
 How the folder is read back. An account's deals come from the segments from its `base_seq` on
-(its last full fetch, or the last compaction). A cycle that asked a terminal only from `since`
-records that as the account's cut in its segment: the terminal's answer replaces every older
-segment's deals of that account from the cut on (a deal the broker took back disappears as it
-did in memory). So a deal of an account in segment s is alive while its time is before the
-account's next cut after s. The result is the cache as `DealCache.absorb` left it in memory;
-each account's deals in the terminal's order.
+(its last full fetch, or the last compaction), from the start of its span on. A cycle that asked
+a terminal only from `since` records that as the account's cut in its segment: the terminal's
+answer replaces every older segment's deals of that account from the cut on (a deal the broker
+took back disappears as it did in memory). So a deal of an account in segment s is alive while
+its time is before the account's next cut after s. The result is the cache as
+`DealCache.absorb` left it in memory, each account's deals in the terminal's order (a kept deal's
+`fetched_at` says when it was fetched; carrying it into a snapshot stamps that snapshot's time).
 
 The folder is rewritten whole (compacted) when it holds `max_segments` segments, when its dead
 deals outnumber `dead_share` of the live ones, when it is new or unreadable, and when a cycle did
@@ -73,7 +74,9 @@ def load(folder: Path) -> DealCache:
                 last_cut[login] = instant(cut)
         segments = [Segment(int(s["seq"]), s["deals"], s["cuts"], int(s["rows"])) for s in manifest["segments"]]
         on_disk = OnDisk(segments, int(manifest["next_seq"]), base_seq, last_cut)
-        deals = _live_deals(folder, on_disk)
+        # compared in whole seconds, as the terminal compares date_from (and `absorb` the window)
+        covered_from = {login: span.covered_from.replace(microsecond=0) for login, span in spans.items()}
+        deals = _live_deals(folder, on_disk, covered_from)
     except (OSError, KeyError, ValueError, TypeError, AttributeError, pl.exceptions.PolarsError):
         return DealCache()
     return DealCache(deals, spans, on_disk)
@@ -129,9 +132,16 @@ def _rewrite(folder: Path, cache: DealCache, seq: int) -> None:
                 path.unlink()
 
 
-def _live_deals(folder: Path, disk: OnDisk) -> pl.DataFrame:
-    """Every segment's deals still alive, segment by segment (each account's in time order)."""
+def _live_deals(folder: Path, disk: OnDisk, covered_from: dict[int, datetime]) -> pl.DataFrame:
+    """Every segment's deals still alive (before the account's next cut, and not before the start
+    of what its span covers), segment by segment: each account's in time order."""
     bounds = _upper_bounds(folder, disk)
+    after = pl.col("login").replace_strict(
+        pl.Series(list(covered_from), dtype=pl.Int64),
+        pl.Series(list(covered_from.values()), dtype=frames.UTC_MS),
+        default=None,
+        return_dtype=frames.UTC_MS,
+    )
     parts = []
     for segment in disk.segments:
         if segment.deals_file is None:
@@ -143,7 +153,7 @@ def _live_deals(folder: Path, disk: OnDisk) -> pl.DataFrame:
         before = pl.col("login").replace_strict(
             bound["login"], bound["upper"], default=None, return_dtype=frames.UTC_MS
         )
-        alive = frame.select((pl.col("time") < before).fill_null(False)).to_series()
+        alive = frame.select(((pl.col("time") < before) & (pl.col("time") >= after)).fill_null(False)).to_series()
         parts.append(frame if alive.all() else frame.filter(alive))
         del frame, alive
     return pl.concat(parts, how="vertical") if parts else frames.empty("deals")
